@@ -1,0 +1,86 @@
+# qkvlab — the one build entry point.
+#   make            release build: build/qkvlab and the library (-O3 -march=native, OpenMP)
+#   make test       build and run every test (Catch2)
+#   make debug      -O0 -g3 with AddressSanitizer + UndefinedBehaviorSanitizer (build/debug/...)
+#   make test-debug run the test suite under the sanitizers
+#   make bench      performance figures beside OpenBLAS / PyTorch when installed
+#   make deps       install the Debian packages (as root)
+#   make clean
+# Knobs: CXX=clang++, OPENMP=0 (single-threaded build), MODE=release|debug
+# Never add -ffast-math: it breaks NaN detection and gradcheck.
+
+CXX      ?= g++
+MODE     ?= release
+OPENMP   ?= 1
+BUILD    := build/$(MODE)
+
+WARN     := -Wall -Wextra -Wno-unused-parameter
+CXXFLAGS_release := -O3 -march=native -DNDEBUG
+CXXFLAGS_debug   := -O0 -g3 -fsanitize=address,undefined -fno-omit-frame-pointer
+LDFLAGS_debug    := -fsanitize=address,undefined
+CXXFLAGS := -std=c++20 $(WARN) $(CXXFLAGS_$(MODE)) -I. -MMD -MP $(EXTRA_CXXFLAGS)
+LDFLAGS  := $(LDFLAGS_$(MODE)) -rdynamic $(EXTRA_LDFLAGS)
+LDLIBS   := -lz -lpthread
+ifeq ($(OPENMP),1)
+  CXXFLAGS += -fopenmp
+  LDFLAGS  += -fopenmp
+endif
+
+LIB_SRC  := $(wildcard tensor/*.cpp autograd/*.cpp nn/*.cpp nn/*/*.cpp models/*.cpp)
+APP_SRC  := $(wildcard app/*.cpp)
+TEST_SRC := $(wildcard tests/*.cpp tests/*/*.cpp)
+BENCH_SRC:= $(wildcard bench/*.cpp)
+
+LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/%.o)
+APP_OBJ  := $(APP_SRC:%.cpp=$(BUILD)/%.o)
+TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
+LIB      := $(BUILD)/libqkvlab.a
+APP      := $(BUILD)/qkvlab
+TESTS    := $(BUILD)/qkvlab_tests
+BENCHES  := $(BENCH_SRC:bench/%.cpp=$(BUILD)/bench/%)
+
+.PHONY: all release debug test test-debug bench clean deps demo
+.DEFAULT_GOAL := all
+
+all: $(APP) $(TESTS) $(BENCHES)
+ifeq ($(MODE),release)
+	@ln -sf release/qkvlab build/qkvlab
+endif
+
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(APP): $(APP_OBJ) $(LIB)
+	$(CXX) $(LDFLAGS) $(APP_OBJ) $(LIB) $(LDLIBS) -o $@
+
+$(TESTS): $(TEST_OBJ) $(LIB)
+	$(CXX) $(LDFLAGS) $(TEST_OBJ) $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
+	$(CXX) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+# Run every test. QKVLAB_TEST_ARGS passes Catch2 arguments (e.g. a tag filter).
+test: all
+	$(TESTS) $(QKVLAB_TEST_ARGS)
+
+debug:
+	$(MAKE) MODE=debug all
+
+test-debug:
+	$(MAKE) MODE=debug test
+
+bench: all
+	bash bench/run.sh
+
+clean:
+	rm -rf build
+
+deps:
+	bash tools/deps.sh
+
+-include $(LIB_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_SRC:bench/%.cpp=$(BUILD)/bench/%.d)
