@@ -1,0 +1,79 @@
+// Differentiable ops. Each is a function that computes its result with the raw kernels of tensor/ops.h and
+// records a named backward Node (autograd/node.h); forward and backward sit side by side in ops_*.cpp.
+// Binary ops broadcast by inserting an explicit expand (whose backward sums), so every other backward
+// sees equal shapes. The last parameter records where the op was called, for anomaly messages; leave it out.
+#pragma once
+#include <cstdint>
+#include <source_location>
+#include <vector>
+
+#include "autograd/tensor.h"
+#include "tensor/ops.h"
+
+namespace qkvlab {
+
+using Loc = std::source_location;
+#define QKVLAB_LOC const Loc& loc = Loc::current()
+
+// ---- elementwise ----
+Tensor add(const Tensor& a, const Tensor& b, QKVLAB_LOC);
+Tensor sub(const Tensor& a, const Tensor& b, QKVLAB_LOC);
+Tensor mul(const Tensor& a, const Tensor& b, QKVLAB_LOC);
+Tensor div(const Tensor& a, const Tensor& b, QKVLAB_LOC);
+Tensor add(const Tensor& a, double b, QKVLAB_LOC);
+Tensor mul(const Tensor& a, double b, QKVLAB_LOC);
+Tensor neg(const Tensor& a, QKVLAB_LOC);
+Tensor pow(const Tensor& a, double exponent, QKVLAB_LOC);
+Tensor exp(const Tensor& a, QKVLAB_LOC);
+Tensor log(const Tensor& a, QKVLAB_LOC);
+Tensor sqrt(const Tensor& a, QKVLAB_LOC);
+Tensor tanh(const Tensor& a, QKVLAB_LOC);
+Tensor relu(const Tensor& a, QKVLAB_LOC);
+Tensor gelu(const Tensor& a, QKVLAB_LOC);  // exact (erf)
+
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator-(const Tensor& a) { return neg(a); }
+inline Tensor operator+(const Tensor& a, double b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, double b) { return add(a, -b); }
+inline Tensor operator*(const Tensor& a, double b) { return mul(a, b); }
+inline Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
+inline Tensor operator/(const Tensor& a, double b) { return mul(a, 1.0 / b); }
+
+// ---- reductions (empty dims = all) ----
+Tensor sum(const Tensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false, QKVLAB_LOC);
+Tensor mean(const Tensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false, QKVLAB_LOC);
+Tensor max(const Tensor& a, int64_t dim, bool keepdim = false, QKVLAB_LOC);  // gradient to the first max
+
+// ---- shape (views: no copies in forward) ----
+Tensor reshape(const Tensor& a, const Shape& shape, QKVLAB_LOC);  // also serves as view
+Tensor permute(const Tensor& a, const std::vector<int64_t>& dims, QKVLAB_LOC);
+Tensor transpose(const Tensor& a, int64_t d0, int64_t d1, QKVLAB_LOC);
+Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end, int64_t step = 1, QKVLAB_LOC);
+Tensor expand(const Tensor& a, const Shape& shape, QKVLAB_LOC);   // backward: sum_to
+Tensor unsqueeze(const Tensor& a, int64_t dim, QKVLAB_LOC);
+Tensor squeeze(const Tensor& a, int64_t dim, QKVLAB_LOC);
+Tensor concat(const std::vector<Tensor>& parts, int64_t dim, QKVLAB_LOC);
+std::vector<Tensor> split(const Tensor& a, const std::vector<int64_t>& sizes, int64_t dim, QKVLAB_LOC);
+Tensor contiguous(const Tensor& a, QKVLAB_LOC);
+
+// ---- linear algebra ----
+Tensor matmul(const Tensor& a, const Tensor& b, QKVLAB_LOC);  // batched, broadcast batch dims
+
+// ---- neural-network ops ----
+Tensor embedding(const Tensor& weight, const Array& ids, QKVLAB_LOC);  // ids int64; backward scatter-adds
+Tensor softmax(const Tensor& a, int64_t dim, QKVLAB_LOC);
+Tensor log_softmax(const Tensor& a, int64_t dim, QKVLAB_LOC);
+// Mean over rows whose target != ignore_index. logits (..., C), targets int64 (...).
+Tensor cross_entropy(const Tensor& logits, const Array& targets, int64_t ignore_index = -100, QKVLAB_LOC);
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5, QKVLAB_LOC);
+// Zeroes each element with probability p and scales the rest by 1/(1-p); identity when !training or p == 0.
+Tensor dropout(const Tensor& a, double p, bool training, Generator& gen, QKVLAB_LOC);
+Tensor masked_fill(const Tensor& a, const Array& mask, double value, QKVLAB_LOC);  // no gradient where filled
+Tensor where(const Array& cond, const Tensor& a, const Tensor& b, QKVLAB_LOC);
+
+#undef QKVLAB_LOC
+
+}  // namespace qkvlab
