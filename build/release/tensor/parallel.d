@@ -1,2 +1,0 @@
-build/release/tensor/parallel.o: tensor/parallel.cpp tensor/parallel.h
-tensor/parallel.h:
