@@ -1,0 +1,56 @@
+#include "app/common.h"
+
+#include <cstdio>
+#include <sstream>
+
+#include "tensor/parallel.h"
+
+namespace qkvlab::app {
+
+void add_common_flags(CLI::App* cmd, CommonFlags& flags) {
+  cmd->add_option("--seed", flags.seed, "random seed: the same seed and thread count give the same results")
+      ->default_val(0);
+  cmd->add_option("--threads", flags.threads, "threads for the kernels (default: QKVLAB_THREADS or all cores)")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_flag("--json", flags.json, "print one machine-readable JSON document on stdout instead of tables");
+}
+
+void apply_common_flags(const CommonFlags& flags) {
+  if (flags.threads > 0) set_num_threads(flags.threads);
+}
+
+std::string with_commas(int64_t n) {
+  std::string s = std::to_string(n < 0 ? -n : n);
+  for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(size_t(i), ",");
+  return n < 0 ? "-" + s : s;
+}
+
+std::string fixed(double v, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+std::string markdown_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> w(header.size());
+  for (size_t c = 0; c < header.size(); ++c) w[c] = header[c].size();
+  for (auto& r : rows)
+    for (size_t c = 0; c < r.size() && c < w.size(); ++c) w[c] = std::max(w[c], r[c].size());
+  std::ostringstream os;
+  auto line = [&](const std::vector<std::string>& cells) {
+    os << "|";
+    for (size_t c = 0; c < w.size(); ++c) {
+      std::string cell = c < cells.size() ? cells[c] : "";
+      os << " " << cell << std::string(w[c] - cell.size(), ' ') << " |";
+    }
+    os << "\n";
+  };
+  line(header);
+  os << "|";
+  for (size_t c = 0; c < w.size(); ++c) os << std::string(w[c] + 2, '-') << "|";
+  os << "\n";
+  for (auto& r : rows) line(r);
+  return os.str();
+}
+
+}  // namespace qkvlab::app

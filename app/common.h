@@ -1,0 +1,32 @@
+// Shared pieces of the qkvlab command line: flags every command takes, output helpers, error conventions.
+// Every user error is a qkvlab::Error; main() prints it as one line on stderr and exits with status 2.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace qkvlab::app {
+
+struct CommonFlags {
+  uint64_t seed = 0;
+  int threads = 0;  // 0: QKVLAB_THREADS or all cores
+  bool json = false;
+};
+
+// Adds --seed, --threads and --json to a subcommand.
+void add_common_flags(CLI::App* cmd, CommonFlags& flags);
+// Applies --threads (after parsing).
+void apply_common_flags(const CommonFlags& flags);
+
+// Each subcommand lives in its own file and registers itself here.
+void register_cache(CLI::App& app);
+void register_gradcheck(CLI::App& app);
+
+// 1234567 -> "1,234,567"
+std::string with_commas(int64_t n);
+// A markdown table: header row, separator, rows; columns padded to their widest cell.
+std::string markdown_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
+std::string fixed(double v, int decimals);
+
+}  // namespace qkvlab::app

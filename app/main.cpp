@@ -1,0 +1,41 @@
+// qkvlab: train, evaluate and compare the attention variants of "Do Transformers Need Three Projections?".
+// One file per subcommand (app/cmd_*.cpp). Errors: one line on stderr, exit status 2.
+#include <cstdio>
+#include <exception>
+
+#include "app/common.h"
+#include "tensor/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "qkvlab: a from-scratch tensor library and autograd engine for the paper \"Do Transformers Need Three "
+      "Projections? Systematic Study of QKV Variants\" (ICML 2026). Train and compare attention variants that "
+      "share query, key and value projections (QKV, Q-K=V, Q=K-V, Q=K=V, GQA, MQA), look at their attention maps, "
+      "and count their KV caches.",
+      "qkvlab"};
+  app.require_subcommand(1);
+  app.footer("Run 'qkvlab COMMAND --help' for the flags of one command.");
+  qkvlab::app::register_cache(app);
+  qkvlab::app::register_gradcheck(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    return 0;
+  } catch (const CLI::CallForAllHelp&) {
+    std::fputs(app.help("", CLI::AppFormatMode::All).c_str(), stdout);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    // A subcommand's --help throws CallForHelp from inside; CLI11 knows which command asked.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "qkvlab: error: %s (see qkvlab --help)\n", e.what());
+    return 2;
+  } catch (const qkvlab::Error& e) {
+    std::fprintf(stderr, "qkvlab: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qkvlab: error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

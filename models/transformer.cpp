@@ -1,0 +1,162 @@
+#include "models/transformer.h"
+
+namespace qkvlab {
+
+Block::Block(const ModelConfig& cfg, Generator& gen)
+    : ln1(cfg.d_model), attn(make_attention(cfg.variant, cfg.attention(), gen)), ln2(cfg.d_model),
+      mlp(cfg.d_model, cfg.hidden(), gen) {
+  register_module("ln1", ln1);
+  register_module("attn", *attn);
+  register_module("ln2", ln2);
+  register_module("mlp", mlp);
+}
+
+Tensor Block::forward(const Tensor& x, LayerKVCache* cache, AttentionMaps* maps) {
+  Tensor h = add(x, attn->forward(ln1(x), cache, maps));  // (B,T,C)
+  return add(h, mlp(ln2(h)));                             // (B,T,C)
+}
+
+TransformerModel::TransformerModel(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg), gen_(seed) { cfg_.resolve(); }
+
+void TransformerModel::build_blocks() {
+  for (int64_t i = 0; i < cfg_.n_layers; ++i) {
+    blocks.push_back(std::make_unique<Block>(cfg_, gen_));
+    register_module("blocks." + std::to_string(i), *blocks.back());
+  }
+}
+
+Tensor TransformerModel::run_blocks(Tensor x, KVCache* cache, std::vector<AttentionMaps>* maps) {
+  if (cache && cache->layers.size() != blocks.size()) cache->layers.resize(blocks.size());
+  if (maps) maps->assign(blocks.size(), AttentionMaps{});
+  for (size_t i = 0; i < blocks.size(); ++i)
+    x = blocks[i]->forward(x, cache ? &cache->layers[i] : nullptr, maps ? &(*maps)[i] : nullptr);  // (B,T,C)
+  return x;
+}
+
+namespace {
+Array positions(int64_t start, int64_t T) {
+  Array p = Array::empty({T}, DType::I64);
+  for (int64_t t = 0; t < T; ++t) p.data<int64_t>()[t] = start + t;
+  return p;
+}
+}  // namespace
+
+// Each model draws its initial weights from its own generator, in construction order.
+GPT::GPT(const ModelConfig& cfg, uint64_t seed)
+    : TransformerModel(cfg, seed), tok_emb(cfg.vocab_size, cfg.d_model, gen_),
+      pos_emb(cfg.context, cfg.d_model, gen_), ln_f(cfg.d_model) {
+  check(cfg_.task == "lm", "GPT: task must be lm, got ", cfg_.task);
+  register_module("tok_emb", tok_emb);
+  register_module("pos_emb", pos_emb);
+  build_blocks();
+  register_module("ln_f", ln_f);
+}
+
+Tensor GPT::forward(const Array& ids, KVCache* cache, std::vector<AttentionMaps>* maps) {
+  check(ids.dtype() == DType::I64 && ids.ndim() == 2, "GPT: expected int64 token ids (B,T), got ",
+        dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
+  const int64_t T = ids.size(1), start = cache ? cache->length() : 0;
+  check(start + T <= cfg_.context, "GPT: ", start + T, " positions exceed the model's context of ", cfg_.context);
+  Tensor x = add(tok_emb(ids), pos_emb(positions(start, T)));  // (B,T,C) + (T,C)
+  x = ln_f(run_blocks(x, cache, maps));                        // (B,T,C)
+  return matmul(x, transpose(tok_emb.weight, 0, 1));           // tied head: (B,T,C) @ (C,V) -> (B,T,V)
+}
+
+Encoder::Encoder(const ModelConfig& cfg, uint64_t seed)
+    : TransformerModel(cfg, seed), tok_emb(cfg.vocab_size, cfg.d_model, gen_),
+      pos_emb(cfg.context, cfg.d_model, gen_), ln_f(cfg.d_model), head(cfg.d_model, cfg.n_classes, gen_) {
+  register_module("tok_emb", tok_emb);
+  register_module("pos_emb", pos_emb);
+  build_blocks();
+  register_module("ln_f", ln_f);
+  register_module("head", head);
+}
+
+Tensor Encoder::forward(const Array& ids, std::vector<AttentionMaps>* maps) {
+  check(ids.dtype() == DType::I64 && ids.ndim() == 2, "Encoder: expected int64 digits (B,T), got ",
+        dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
+  const int64_t T = ids.size(1);
+  check(T <= cfg_.context, "Encoder: sequence length ", T, " exceeds the model's ", cfg_.context);
+  Tensor x = add(tok_emb(ids), pos_emb(positions(0, T)));  // (B,T,C)
+  return head(ln_f(run_blocks(x, nullptr, maps)));         // (B,T,C) -> (B,T,classes)
+}
+
+ViT::ViT(const ModelConfig& cfg, uint64_t seed)
+    : TransformerModel(cfg, seed), patch_emb(cfg.patch * cfg.patch, cfg.d_model, gen_),
+      pos_emb(cfg.context, cfg.d_model, gen_), ln_f(cfg.d_model), head(cfg.d_model, cfg.n_classes, gen_) {
+  cls_token = Tensor(Array::normal({1, 1, cfg.d_model}, gen_, 0.0, 0.02));
+  register_module("patch_emb", patch_emb);
+  register_parameter("cls_token", cls_token);
+  register_module("pos_emb", pos_emb);
+  build_blocks();
+  register_module("ln_f", ln_f);
+  register_module("head", head);
+}
+
+Array patchify(const Array& images, int64_t p) {
+  check(images.ndim() == 4 && images.size(1) == 1, "patchify: expected images (B,1,H,W), got ",
+        shape_str(images.shape()));
+  const int64_t B = images.size(0), H = images.size(2), W = images.size(3);
+  check(H % p == 0 && W % p == 0, "patchify: patch ", p, " does not divide ", H, "x", W);
+  return images.reshape({B, H / p, p, W / p, p})  // (B,1,H,W) -> (B,H/p,p,W/p,p)
+      .permute({0, 1, 3, 2, 4})                   // -> (B,H/p,W/p,p,p)
+      .reshape({B, (H / p) * (W / p), p * p});    // -> (B,N,p*p)
+}
+
+Tensor ViT::forward(const Array& images, std::vector<AttentionMaps>* maps) {
+  Array patches = patchify(images, cfg_.patch);                          // (B,N,p*p)
+  const int64_t B = patches.size(0), N = patches.size(1), C = cfg_.d_model;
+  check(N + 1 == cfg_.context, "ViT: ", N, " patches for a model of ", cfg_.context - 1);
+  Tensor x = patch_emb(Tensor(patches.to(patch_emb.weight.dtype())));   // (B,N,C)
+  Tensor cls = expand(cls_token, {B, 1, C});                             // (1,1,C) -> (B,1,C)
+  x = concat({cls, x}, 1);                                               // (B,N+1,C)
+  x = add(x, pos_emb(positions(0, N + 1)));                              // + (N+1,C)
+  x = ln_f(run_blocks(x, nullptr, maps));                                // (B,N+1,C)
+  return head(reshape(slice(x, 1, 0, 1), {B, C}));                       // CLS -> (B,classes)
+}
+
+std::unique_ptr<TransformerModel> make_model(const ModelConfig& cfg, uint64_t seed) {
+  std::string kind = cfg.model_kind();
+  if (kind == "gpt") return std::make_unique<GPT>(cfg, seed);
+  if (kind == "encoder") return std::make_unique<Encoder>(cfg, seed);
+  return std::make_unique<ViT>(cfg, seed);
+}
+
+StepResult model_loss(TransformerModel& model, const Array& x, const Array& y) {
+  StepResult r;
+  Tensor logits;
+  if (auto* g = dynamic_cast<GPT*>(&model)) logits = g->forward(x);
+  else if (auto* e = dynamic_cast<Encoder*>(&model)) logits = e->forward(x);
+  else logits = dynamic_cast<ViT&>(model).forward(x);
+  r.loss = cross_entropy(logits, y);
+  r.accuracy = accuracy(logits, y);
+  return r;
+}
+
+int64_t attention_parameter_count(const ModelConfig& cfg0) {
+  ModelConfig cfg = cfg0;
+  cfg.resolve();
+  const int64_t d = cfg.d_model, kvd = cfg.kv_heads * (d / cfg.n_heads);
+  const int64_t full = d * d + d, kv = d * kvd + kvd;  // Linear d->d and d->Hkv*D, with biases
+  int64_t n = full;                                     // output projection
+  switch (cfg.variant.kind) {
+    case Projection::QKV: n += full + 2 * kv; break;    // q, k, v
+    case Projection::SharedKV: n += full + kv; break;   // q, k
+    case Projection::SharedQK: n += 2 * full; break;    // k, v
+    case Projection::Single: n += full; break;          // k
+  }
+  if (cfg.pe_channels > 0) n += cfg.pe_channels + 1;    // w and b of the (X)+ bias
+  return n;
+}
+
+int64_t gpt_parameter_count(const ModelConfig& cfg0) {
+  ModelConfig cfg = cfg0;
+  cfg.resolve();
+  const int64_t d = cfg.d_model, h = cfg.hidden();
+  const int64_t ln = 2 * d;
+  const int64_t mlp = (d * h + h) + (h * d + d);
+  const int64_t block = ln + attention_parameter_count(cfg) + ln + mlp;
+  return cfg.vocab_size * d + cfg.context * d + cfg.n_layers * block + ln;  // tok_emb (tied head), pos_emb, ln_f
+}
+
+}  // namespace qkvlab

@@ -1,0 +1,91 @@
+// The three models of the paper's experiments, each taking any attention variant:
+//   GPT      causal LM: token + learned position embeddings, pre-LN blocks, final LayerNorm, head tied to tok_emb
+//   Encoder  synthetic tasks: the same blocks without the causal mask, a per-token 10-way classifier
+//   ViT      Fashion-MNIST: patch embedding, CLS token, position embedding, encoder blocks, classifier on CLS
+// Parameter names follow DESIGN.md section 6 (tok_emb.weight, blocks.0.attn.q.weight, ...).
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "models/config.h"
+#include "nn/attention/registry.h"
+
+namespace qkvlab {
+
+// Pre-LN transformer block: x += attn(ln1(x)); x += mlp(ln2(x)).
+struct Block : Module {
+  LayerNorm ln1;
+  std::unique_ptr<Attention> attn;
+  LayerNorm ln2;
+  MLP mlp;
+  Block(const ModelConfig& cfg, Generator& gen);
+  Tensor forward(const Tensor& x, LayerKVCache* cache = nullptr, AttentionMaps* maps = nullptr);
+  std::string type_name() const override { return "Block"; }
+};
+
+// What every model shares: its config, the blocks, and the generator that drives dropout.
+class TransformerModel : public Module {
+ public:
+  TransformerModel(const ModelConfig& cfg, uint64_t seed);  // weights are drawn from generator() seeded here
+  const ModelConfig& config() const { return cfg_; }
+  Generator& generator() { return gen_; }
+  std::vector<std::unique_ptr<Block>> blocks;
+  // Runs the blocks over x (B,T,C); maps, when given, receives one AttentionMaps per layer.
+  Tensor run_blocks(Tensor x, KVCache* cache, std::vector<AttentionMaps>* maps);
+
+ protected:
+  void build_blocks();  // makes and registers blocks.0 .. blocks.{n_layers-1}
+  ModelConfig cfg_;
+  Generator gen_;
+};
+
+struct GPT : TransformerModel {
+  Embedding tok_emb, pos_emb;
+  LayerNorm ln_f;
+  GPT(const ModelConfig& cfg, uint64_t seed);
+  // ids int64 (B, T) -> logits (B, T, V). With a cache, ids are the new positions after those cached.
+  Tensor forward(const Array& ids, KVCache* cache = nullptr, std::vector<AttentionMaps>* maps = nullptr);
+  std::string type_name() const override { return "GPT"; }
+};
+
+struct Encoder : TransformerModel {
+  Embedding tok_emb, pos_emb;
+  LayerNorm ln_f;
+  Linear head;
+  Encoder(const ModelConfig& cfg, uint64_t seed);
+  // ids int64 (B, T) digits -> logits (B, T, n_classes), one prediction per position
+  Tensor forward(const Array& ids, std::vector<AttentionMaps>* maps = nullptr);
+  std::string type_name() const override { return "Encoder"; }
+};
+
+struct ViT : TransformerModel {
+  Linear patch_emb;
+  Tensor cls_token;  // (1, 1, d)
+  Embedding pos_emb;
+  LayerNorm ln_f;
+  Linear head;
+  ViT(const ModelConfig& cfg, uint64_t seed);
+  // images float (B, 1, H, W) -> logits (B, n_classes)
+  Tensor forward(const Array& images, std::vector<AttentionMaps>* maps = nullptr);
+  std::string type_name() const override { return "ViT"; }
+};
+
+// (B, 1, H, W) -> (B, (H/p)*(W/p), p*p): non-overlapping patches in row-major order.
+Array patchify(const Array& images, int64_t patch);
+
+// Builds the model the config describes (GPT, Encoder or ViT) with weights from `seed`.
+std::unique_ptr<TransformerModel> make_model(const ModelConfig& cfg, uint64_t seed);
+
+// The model's loss on a batch and its main metric. x: ids (B,T) or images; y: targets (B,T) or labels (B).
+struct StepResult {
+  Tensor loss;
+  double accuracy = 0.0;  // token accuracy (Encoder, GPT next-byte) or image accuracy (ViT)
+};
+StepResult model_loss(TransformerModel& model, const Array& x, const Array& y);
+
+// Parameter count of a GPT with this config, in closed form (no weights are made): used by `qkvlab cache`
+// for the paper's 300M and 1.2B configurations. Tests check it equals num_parameters() of built models.
+int64_t gpt_parameter_count(const ModelConfig& cfg);
+int64_t attention_parameter_count(const ModelConfig& cfg);  // one layer's attention (incl. output projection)
+
+}  // namespace qkvlab
