@@ -99,6 +99,24 @@ void Module::to(DType dtype) {
   for (auto& [n, m] : children_) m->to(dtype);
 }
 
+void Module::set_parameter(const std::string& name, const Tensor& t) {
+  size_t dot = name.find('.');
+  if (dot != std::string::npos) {
+    std::string head = name.substr(0, dot);
+    // Children may themselves have dotted names ("blocks.0"): try the longest registered prefix first.
+    for (auto& [n, m] : children_)
+      if (name.rfind(n + ".", 0) == 0) return m->set_parameter(name.substr(n.size() + 1), t);
+  }
+  for (auto& [n, p] : params_)
+    if (n == name) {
+      check(t.shape() == p->shape(), "set_parameter: ", name, ": expected shape ", shape_str(p->shape()), ", got ",
+            shape_str(t.shape()));
+      *p = t;
+      return;
+    }
+  fail("set_parameter: no parameter named ", name);
+}
+
 void Module::zero_grad() {
   for (auto& [n, t] : named_parameters()) t.zero_grad();
 }

@@ -49,6 +49,9 @@ class Module {
   // "load_state_dict: blocks.0.attn.q.weight: expected shape (64,64), got (64,32)".
   void load_state_dict(const NamedArrays& state);
   void to(DType dtype);          // converts every parameter (e.g. to float64 for gradcheck)
+  // Replaces the parameter with this dotted name by `t` (same shape): how gradcheck makes its own leaves the
+  // weights of a layer, so it can check d output / d weight through a whole module.
+  void set_parameter(const std::string& name, const Tensor& t);
   void zero_grad();
   std::string str() const;       // the printable tree
 

@@ -62,13 +62,13 @@ Array& Optimizer::buffer(const std::string& kind, const std::string& param, cons
 }
 
 NamedArrays Optimizer::state() const {
-  NamedArrays out = buffers_;
+  NamedArrays out(buffers_.begin(), buffers_.end());
   out.emplace_back("step", Array::from_vector(std::vector<int64_t>{step_}, {}));
   return out;
 }
 
 void Optimizer::load_state(const NamedArrays& state) {
-  std::vector<std::pair<std::string, Array>> bufs;
+  std::deque<std::pair<std::string, Array>> bufs;
   bool have_step = false;
   // Every buffer must belong to a parameter of ours, with its shape.
   for (auto& [k, a] : state) {

@@ -5,6 +5,7 @@
 // tensors each group holds. Each optimizer's update is one readable loop over the elements of each parameter.
 #pragma once
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -43,7 +44,7 @@ class Optimizer {
   int64_t step_ = 0;
   // Per-parameter buffers by kind ("momentum", "exp_avg", ...), created lazily as zeros like the parameter.
   Array& buffer(const std::string& kind, const std::string& param, const Tensor& like);
-  std::vector<std::pair<std::string, Array>> buffers_;
+  std::deque<std::pair<std::string, Array>> buffers_;  // a deque: references from buffer() stay valid
 };
 
 // SGD with momentum and (coupled, L2) weight decay, as torch.optim.SGD:

@@ -1,0 +1,214 @@
+// The paper's claims about the variants, as executable checks.
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "autograd/gradcheck.h"
+#include "models/transformer.h"
+#include "nn/attention/registry.h"
+
+using namespace qkvlab;
+
+namespace {
+void assign(const Tensor& t, const Array& v) {  // writes v into t's values (a Tensor's data() is a const handle)
+  Array d = t.data();
+  d.copy_(v);
+}
+
+AttentionConfig small_cfg(bool causal = true) {
+  AttentionConfig c;
+  c.d_model = 8;
+  c.n_heads = 2;
+  c.context = 8;
+  c.causal = causal;
+  return c;
+}
+
+Tensor random_input(int64_t B, int64_t T, int64_t C, uint64_t seed, DType dt = DType::F32) {
+  Generator g(seed);
+  return Tensor(Array::normal({B, T, C}, g, 0.0, 1.0, dt));
+}
+
+// Largest |S - S^T| over the pre-softmax score maps (B,H,T,T).
+double asymmetry(const Array& s) {
+  double m = 0;
+  for (int64_t b = 0; b < s.size(0); ++b)
+    for (int64_t h = 0; h < s.size(1); ++h)
+      for (int64_t i = 0; i < s.size(2); ++i)
+        for (int64_t j = 0; j < s.size(3); ++j)
+          m = std::max(m, std::abs(s.at({b, h, i, j}) - s.at({b, h, j, i})));
+  return m;
+}
+
+double scores_asymmetry(const std::string& variant, uint64_t seed = 1) {
+  Generator gen(seed);
+  auto attn = make_attention(parse_variant(variant), small_cfg(), gen);
+  // Give the positional bias non-trivial weights so it is not a pure rescaling.
+  if (attn->pe) {
+    assign(attn->pe->weight, Array::normal(attn->pe->weight.shape(), gen));
+  }
+  AttentionMaps maps;
+  attn->forward(random_input(2, 6, 8, seed + 7), nullptr, &maps);
+  return asymmetry(maps.scores);
+}
+}  // namespace
+
+TEST_CASE("tying queries to keys makes pre-softmax scores exactly symmetric", "[attention]") {
+  CHECK(scores_asymmetry("qk") == 0.0);
+  CHECK(scores_asymmetry("single") == 0.0);
+  CHECK(scores_asymmetry("qkv") > 1e-3);
+  CHECK(scores_asymmetry("kv") > 1e-3);
+  CHECK(scores_asymmetry("qk+") > 1e-3);
+  CHECK(scores_asymmetry("single+") > 1e-3);
+}
+
+TEST_CASE("Q-K=V equals QKV whose value weights copy the key weights, in output and gradient", "[attention]") {
+  Generator g1(3), g2(4);
+  AttentionConfig cfg = small_cfg();
+  QKVAttention full(cfg, g1);
+  SharedKVAttention shared(cfg, g2);
+  // Same q, k and o weights; QKV's v is a copy of k.
+  assign(full.q.weight, shared.q.weight.data());
+  assign(full.q.bias, shared.q.bias.data());
+  assign(full.k.weight, shared.k.weight.data());
+  assign(full.k.bias, Array::normal({8}, g1));
+  assign(shared.k.bias, full.k.bias.data());
+  assign(full.v.weight, shared.k.weight.data());
+  assign(full.v.bias, shared.k.bias.data());
+  assign(full.o.weight, shared.o.weight.data());
+  assign(full.o.bias, shared.o.bias.data());
+
+  Tensor x = random_input(2, 5, 8, 11);
+  Tensor yf = full.forward(x), ys = shared.forward(x);
+  CHECK(max_abs_diff(yf.data(), ys.data()) < 1e-6);
+
+  Generator gu(5);
+  Array up = Array::normal(yf.shape(), gu);
+  yf.backward(up);
+  ys.backward(up);
+  Array expected = add(full.k.weight.grad(), full.v.weight.grad());  // d/dw_k sums both uses
+  CHECK(max_abs_diff(shared.k.weight.grad(), expected) < 1e-5);
+  CHECK(max_abs_diff(shared.k.bias.grad(), add(full.k.bias.grad(), full.v.bias.grad())) < 1e-5);
+  CHECK(max_abs_diff(shared.q.weight.grad(), full.q.weight.grad()) < 1e-5);
+}
+
+TEST_CASE("Q=K-V equals QKV whose query weights copy the key weights, in output and gradient", "[attention]") {
+  Generator g1(3), g2(4);
+  AttentionConfig cfg = small_cfg();
+  QKVAttention full(cfg, g1);
+  SharedQKAttention shared(cfg, g2);
+  assign(shared.k.bias, Array::normal({8}, g2));
+  assign(full.q.weight, shared.k.weight.data());
+  assign(full.q.bias, shared.k.bias.data());
+  assign(full.k.weight, shared.k.weight.data());
+  assign(full.k.bias, shared.k.bias.data());
+  assign(full.v.weight, shared.v.weight.data());
+  assign(full.v.bias, shared.v.bias.data());
+  assign(full.o.weight, shared.o.weight.data());
+  assign(full.o.bias, shared.o.bias.data());
+
+  Tensor x = random_input(2, 5, 8, 12);
+  Tensor yf = full.forward(x), ys = shared.forward(x);
+  CHECK(max_abs_diff(yf.data(), ys.data()) < 1e-6);
+  Generator gu(6);
+  Array up = Array::normal(yf.shape(), gu);
+  yf.backward(up);
+  ys.backward(up);
+  CHECK(max_abs_diff(shared.k.weight.grad(), add(full.q.weight.grad(), full.k.weight.grad())) < 1e-5);
+  CHECK(max_abs_diff(shared.v.weight.grad(), full.v.weight.grad()) < 1e-5);
+}
+
+TEST_CASE("GQA with kv_heads == heads is QKV; MQA heads all read the same K and V", "[attention]") {
+  AttentionConfig cfg = small_cfg();
+  cfg.n_heads = 4;
+  Generator g1(9), g2(9);
+  auto qkv = make_attention(parse_variant("qkv"), cfg, g1);
+  auto gqa = make_attention(parse_variant("gqa:4"), cfg, g2);  // same seed: same weights
+  Tensor x = random_input(2, 5, 8, 13);
+  CHECK(max_abs_diff(qkv->forward(x).data(), gqa->forward(x).data()) == 0.0);
+
+  // MQA: one KV head; every query head's output equals attention of that head's q with the shared K and V.
+  Generator g3(10);
+  auto mqa_layer = make_attention(parse_variant("mqa"), cfg, g3);
+  auto& mqa = dynamic_cast<QKVAttention&>(*mqa_layer);
+  REQUIRE(mqa.k.weight.size(0) == 2);  // Hkv * D = 1 * 2
+  AttentionMaps maps;
+  mqa.forward(x, nullptr, &maps);
+  Tensor q = split_heads(mqa.q(x), 4), k = split_heads(mqa.k(x), 1);  // (B,4,T,2), (B,1,T,2)
+  for (int64_t h = 0; h < 4; ++h) {
+    Array qh = q.data().narrow(1, h, 1);                                          // (B,1,T,D)
+    Array s = mul(matmul(qh, k.data().mT()), 1.0 / std::sqrt(2.0));               // with the one K head
+    CHECK(max_abs_diff(s, maps.scores.narrow(1, h, 1)) < 1e-6);
+  }
+}
+
+TEST_CASE("causal attention: outputs before t ignore tokens after t, and their gradients are zero", "[attention]") {
+  for (const char* v : {"qkv", "kv", "qk", "single", "gqa:1", "single+"}) {
+    INFO(v);
+    Generator gen(21);
+    auto attn = make_attention(parse_variant(v), small_cfg(true), gen);
+    Generator gx(22);
+    Array xa = Array::normal({1, 6, 8}, gx);
+    Tensor x(xa.clone(), true);
+    Tensor y = attn->forward(x);
+    Array xb = xa.clone();
+    xb.narrow(1, 4, 2).copy_(Array::normal({1, 2, 8}, gx));  // change positions 4 and 5
+    Tensor y2 = attn->forward(Tensor(xb));
+    CHECK(max_abs_diff(y.data().narrow(1, 0, 4), y2.data().narrow(1, 0, 4)) == 0.0);
+    CHECK(max_abs_diff(y.data().narrow(1, 4, 2), y2.data().narrow(1, 4, 2)) > 1e-4);
+    // d(output at t=2)/d(x at t>2) == 0
+    sum(slice(y, 1, 2, 3)).backward();
+    CHECK(max_abs_diff(x.grad().narrow(1, 3, 3), Array::zeros({1, 3, 8})) == 0.0);
+    CHECK(max_abs_diff(x.grad().narrow(1, 0, 3), Array::zeros({1, 3, 8})) > 0.0);
+  }
+}
+
+TEST_CASE("decoding with the KV cache gives the full forward's logits and holds the formula's bytes", "[attention]") {
+  for (const std::string v : {"qkv", "kv", "qk", "single", "gqa:2", "mqa", "kv-gqa:2", "kv-mqa", "qk+", "single+"}) {
+    INFO(v);
+    ModelConfig cfg;
+    cfg.task = "lm";
+    cfg.variant = parse_variant(v);
+    cfg.d_model = 16, cfg.n_heads = 4, cfg.n_layers = 2, cfg.context = 12, cfg.vocab_size = 11;
+    GPT model(cfg, 5);
+    Generator g(7);
+    std::vector<int64_t> toks;
+    for (int i = 0; i < 10; ++i) toks.push_back(g.randint(0, 11));
+    Array ids = Array::from_vector(toks, {1, 10});
+    NoGradGuard ng;
+    Array full = model.forward(ids).data();  // (1,10,V)
+    KVCache cache;
+    for (int64_t t = 0; t < 10; ++t) {
+      Array step = model.forward(ids.narrow(1, t, 1), &cache).data();  // (1,1,V)
+      CHECK(max_abs_diff(step, full.narrow(1, t, 1)) < 1e-5);
+    }
+    const int64_t D = 4, Hkv = model.config().kv_heads;
+    const int64_t expected = cfg.n_layers * cfg.variant.cached_tensors() * Hkv * D * 4 /*float32*/ * 10 /*tokens*/;
+    CHECK(cache.bytes() == expected);
+    CHECK(cache.length() == 10);
+  }
+}
+
+TEST_CASE("gradcheck passes through every variant in double precision", "[attention][gradcheck]") {
+  for (const std::string v : {"qkv", "kv", "qk", "single", "gqa:1", "kv-mqa", "qk+", "single+"}) {
+    INFO(v);
+    Generator gen(31);
+    AttentionConfig cfg = small_cfg();
+    cfg.d_model = 4;
+    cfg.context = 4;
+    auto attn = make_attention(parse_variant(v), cfg, gen);
+    attn->to(DType::F64);
+    // d out / d x and d out / d every weight: gradcheck's own float64 leaves become the layer's weights.
+    auto params = attn->named_parameters();
+    std::vector<Array> inputs{Array::normal({1, 3, 4}, gen, 0.0, 1.0, DType::F64)};
+    for (auto& [n, p] : params) inputs.push_back(p.data());
+    GradcheckResult r = gradcheck(
+        [&](const std::vector<Tensor>& xs) {
+          for (size_t i = 0; i < params.size(); ++i) attn->set_parameter(params[i].first, xs[i + 1]);
+          return attn->forward(xs[0]);
+        },
+        inputs, v);
+    INFO(r.message);
+    CHECK(r.ok);
+    CHECK(r.elements > 40);
+  }
+}
