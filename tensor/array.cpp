@@ -11,7 +11,12 @@
 #include <ostream>
 #include <sstream>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "tensor/iter.h"
+#include "tensor/parallel.h"
 
 namespace qkvlab {
 
@@ -24,8 +29,23 @@ std::atomic<int64_t> g_live_bytes{0};
 
 Storage::Storage(size_t bytes) : bytes_(bytes) {
   size_t rounded = (bytes + 63) / 64 * 64;
-  data_ = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
-  if (!data_) fail("out of memory: could not allocate ", bytes, " bytes");
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  // Big blocks: 2 MB aligned and marked for transparent huge pages. Touching fresh memory page by page costs a
+  // fault per 4 KB page; for a 32 MB activation that was ~140 ms against ~3 ms with huge pages (Linux with
+  // THP in "madvise" mode, the common default). Memory use is the same: only touched pages are backed.
+  constexpr size_t kHuge = size_t{2} << 20;
+  if (bytes >= 2 * kHuge) {
+    void* p = nullptr;
+    if (posix_memalign(&p, kHuge, rounded) != 0) p = nullptr;
+    if (!p) fail("out of memory: could not allocate ", bytes, " bytes");
+    madvise(p, rounded / kHuge * kHuge, MADV_HUGEPAGE);  // a hint: failure is harmless
+    data_ = p;
+  } else
+#endif
+  {
+    data_ = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+    if (!data_) fail("out of memory: could not allocate ", bytes, " bytes");
+  }
   g_live_storages++;
   g_live_bytes += static_cast<int64_t>(bytes);
 }
@@ -99,7 +119,12 @@ Array Array::uniform(const Shape& shape, Generator& gen, double lo, double hi, D
   dispatch_float(dtype, "uniform", [&](auto z) {
     using T = decltype(z);
     T* p = a.data<T>();
-    for (int64_t i = 0, n = a.numel(); i < n; ++i) p[i] = static_cast<T>(gen.uniform(lo, hi));
+    // A double just below hi can round up to hi in float32: keep the promise of [lo, hi).
+    const T top = hi > lo ? std::nextafter(static_cast<T>(hi), static_cast<T>(lo)) : static_cast<T>(hi);
+    for (int64_t i = 0, n = a.numel(); i < n; ++i) {
+      T v = static_cast<T>(gen.uniform(lo, hi));
+      p[i] = (hi > lo && v >= static_cast<T>(hi)) ? top : v;
+    }
   });
   return a;
 }
@@ -120,10 +145,10 @@ int64_t Array::size(int64_t dim) const { return shape_[wrap_dim(dim, ndim(), "si
 int64_t Array::stride(int64_t dim) const { return strides_[wrap_dim(dim, ndim(), "stride")]; }
 
 bool Array::is_contiguous() const {
+  if (numel() == 0) return true;  // (checked first: a size-0 dim anywhere makes any strides contiguous)
   int64_t expect = 1;
   for (size_t i = shape_.size(); i-- > 0;) {
     if (shape_[i] == 1) continue;
-    if (shape_[i] == 0) return true;
     if (strides_[i] != expect) return false;
     expect *= shape_[i];
   }
@@ -246,6 +271,10 @@ Shape infer_shape(Shape shape, int64_t numel, const char* op, const Shape& from)
 // Walks chunks of old dims that are contiguous among themselves and splits them into new dims.
 bool view_strides(const Shape& shape, const Strides& strides, const Shape& new_shape, Strides& out) {
   out.assign(new_shape.size(), 0);
+  if (shape.empty()) {  // a 0-d array: its one element can take any all-1 shape (numel was checked)
+    out.assign(new_shape.size(), 1);
+    return true;
+  }
   if (shape_numel(shape) == 0) {
     out = contiguous_strides(new_shape);
     return true;
@@ -319,8 +348,11 @@ Array Array::transpose(int64_t d0, int64_t d1) const {
 
 Array Array::narrow(int64_t dim, int64_t start, int64_t length) const {
   dim = wrap_dim(dim, ndim(), "narrow");
-  check(start >= 0 && length >= 0 && start + length <= shape_[dim], "narrow: [", start, ", ", start + length,
-        ") is out of range for dim ", dim, " of size ", shape_[dim]);
+  const int64_t n = shape_[dim];
+  check(start >= -n && start <= n, "narrow: start ", start, " is out of range for dim ", dim, " of size ", n);
+  if (start < 0) start += n;  // as in PyTorch, a negative start counts from the end
+  check(length >= 0 && length <= n - start, "narrow: length ", length, " from start ", start,
+        " is out of range for dim ", dim, " of size ", n);
   Shape sh = shape_;
   sh[dim] = length;
   return Array(storage_, sh, strides_, offset_ + start * strides_[dim], dtype_);
@@ -337,7 +369,7 @@ Array Array::slice(int64_t dim, int64_t start, int64_t end, int64_t step) const 
   end = std::clamp<int64_t>(end, start, n);
   Shape sh = shape_;
   Strides st = strides_;
-  sh[dim] = (end - start + step - 1) / step;
+  sh[dim] = end > start ? (end - start - 1) / step + 1 : 0;  // ceil((end-start)/step) without overflow
   st[dim] = strides_[dim] * step;
   return Array(storage_, sh, st, offset_ + start * strides_[dim], dtype_);
 }
@@ -368,6 +400,7 @@ Array Array::expand(const Shape& shape) const {
     }
     int64_t have = shape_[i - lead];
     int64_t want = shape[i] == -1 ? have : shape[i];
+    check(want >= 0, "expand: invalid size ", shape[i], " in ", shape_str(shape));
     if (have == want) {
       sh[i] = have;
       st[i] = strides_[i - lead];
@@ -413,23 +446,101 @@ Array Array::squeeze() const {
 
 // ---------------------------------------------------------------- copies
 
+namespace {
+// Copies and fills of at least this many elements are split across threads (smaller ones are not worth waking
+// the thread pool for: 128K floats copy in ~20 us).
+constexpr int64_t kParallelMin = int64_t{1} << 17;
+
+// True when no two indices of the view reach the same element (so threads can write disjoint ranges).
+// Sufficient test: sorted by |stride|, each dim steps past everything the smaller dims can reach.
+bool non_overlapping(const Shape& shape, const Strides& strides) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (|stride|, size)
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 0) return true;
+    if (shape[d] > 1) dims.push_back({strides[d] < 0 ? -strides[d] : strides[d], shape[d]});
+  }
+  std::sort(dims.begin(), dims.end());
+  int64_t reach = 0;  // largest offset reachable with the dims so far
+  for (auto [st, n] : dims) {
+    if (st <= reach) return false;
+    reach += st * (n - 1);
+  }
+  return true;
+}
+
+// The interval [lo, hi] of storage elements a (non-empty) view can touch.
+std::pair<int64_t, int64_t> extent(const Array& a) {
+  int64_t lo = a.offset(), hi = a.offset();
+  for (int64_t d = 0; d < a.ndim(); ++d) {
+    int64_t span = (a.shape()[d] - 1) * a.strides()[d];
+    if (span < 0) lo += span; else hi += span;
+  }
+  return {lo, hi};
+}
+
+// Runs range_fn(begin, end) over [0, total), split across threads when `parallel`.
+template <class F>
+void for_ranges(int64_t total, bool parallel, F&& range_fn) {
+  const int64_t chunks = parallel ? std::min<int64_t>(num_threads(), total / (kParallelMin / 4) + 1) : 1;
+  if (chunks <= 1) {
+    range_fn(int64_t{0}, total);
+    return;
+  }
+#pragma omp parallel for num_threads(qkvlab::num_threads()) schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) range_fn(total * c / chunks, total * (c + 1) / chunks);
+}
+}  // namespace
+
 void Array::copy_(const Array& src) {
   check(defined() && src.defined(), "copy_: undefined array");
-  Array s = src.expand(shape_);  // throws if src does not broadcast to this shape
+  {  // src must broadcast to this shape (NumPy rules, without growing this shape)
+    bool ok = src.ndim() <= ndim();
+    for (int64_t i = 1; ok && i <= src.ndim(); ++i) {
+      int64_t hs = src.shape_[src.ndim() - i], hd = shape_[ndim() - i];
+      ok = hs == hd || hs == 1;
+    }
+    check(ok, "copy_: cannot broadcast src ", shape_str(src.shape_), " to destination ", shape_str(shape_));
+  }
+  const int64_t total = numel();
+  if (total == 0) return;
+  Array s = src.expand(shape_);
+  if (shares_storage(s)) {
+    // Same memory: an identical view is a no-op; an overlapping different one (x.copy_(x.mT())) would read
+    // elements it has already overwritten, so read from a copy of src instead.
+    if (s.dtype_ == dtype_ && s.offset_ == offset_ && s.strides_ == strides_) return;
+    auto [dlo, dhi] = extent(*this);
+    auto [slo, shi] = extent(s);
+    if (dlo <= shi && slo <= dhi) s = src.clone().expand(shape_);
+  }
+  const bool parallel = total >= kParallelMin && num_threads() > 1 && non_overlapping(shape_, strides_);
+  // Fast path: both packed, same type: a memcpy (split across threads when big).
+  if (s.dtype_ == dtype_ && is_contiguous() && s.is_contiguous()) {
+    char* d = static_cast<char*>(storage_->data()) + offset_ * dtype_size(dtype_);
+    const char* p = static_cast<const char*>(s.storage_->data()) + s.offset_ * dtype_size(dtype_);
+    const size_t es = dtype_size(dtype_);
+    for_ranges(total, parallel, [&](int64_t b, int64_t e) { std::memcpy(d + b * es, p + b * es, (e - b) * es); });
+    return;
+  }
   dispatch_all(dtype_, [&](auto zd) {
     using D = decltype(zd);
     D* dst = data<D>();
     dispatch_all(s.dtype_, [&](auto zs) {
       using S = decltype(zs);
       const S* sp = s.data<S>();
-      strided_loop<2>(shape_, {&strides_, &s.strides_}, [&](auto off, int64_t n, auto inner) {
+      auto body = [&](auto off, int64_t n, auto inner) {
         D* d = dst + off[0];
         const S* p = sp + off[1];
         if (inner[0] == 1 && inner[1] == 1) {
           for (int64_t i = 0; i < n; ++i) d[i] = static_cast<D>(p[i]);
+        } else if (inner[0] == 1 && inner[1] == 0) {
+          const D v = static_cast<D>(*p);
+          for (int64_t i = 0; i < n; ++i) d[i] = v;
         } else {
           for (int64_t i = 0; i < n; ++i) d[i * inner[0]] = static_cast<D>(p[i * inner[1]]);
         }
+      };
+      for_ranges(total, parallel, [&](int64_t b, int64_t e) {
+        strided_loop_flat<2>(shape_, {&strides_, &s.strides_}, b, e, body);
       });
     });
   });
@@ -437,13 +548,21 @@ void Array::copy_(const Array& src) {
 
 void Array::fill_(double value) {
   check(defined(), "fill_: the array is undefined");
+  const int64_t total = numel();
+  const bool parallel = total >= kParallelMin && num_threads() > 1 && non_overlapping(shape_, strides_);
   dispatch_all(dtype_, [&](auto z) {
     using T = decltype(z);
     T* p = data<T>();
-    T v = static_cast<T>(value);
-    strided_loop<1>(shape_, {&strides_}, [&](auto off, int64_t n, auto inner) {
-      for (int64_t i = 0; i < n; ++i) p[off[0] + i * inner[0]] = v;
-    });
+    const T v = static_cast<T>(value);
+    auto body = [&](auto off, int64_t n, auto inner) {
+      T* q = p + off[0];
+      if (inner[0] == 1) {
+        std::fill(q, q + n, v);
+      } else {
+        for (int64_t i = 0; i < n; ++i) q[i * inner[0]] = v;
+      }
+    };
+    for_ranges(total, parallel, [&](int64_t b, int64_t e) { strided_loop_flat<1>(shape_, {&strides_}, b, e, body); });
   });
 }
 
@@ -469,37 +588,48 @@ Array Array::to(DType dtype) const {
 // ---------------------------------------------------------------- printing
 
 namespace {
-std::string format_value(double v, DType t) {
-  if (t == DType::I64) return std::to_string(static_cast<int64_t>(v));
+std::string format_value(int64_t v) { return std::to_string(v); }  // exact, even beyond 2^53
+std::string format_value(double v, int precision) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
   std::ostringstream os;
-  os << std::setprecision(t == DType::F32 ? 5 : 8) << v;
+  os << std::setprecision(precision) << v;
   return os.str();
 }
+std::string format_value(float v) { return format_value(static_cast<double>(v), 5); }
+std::string format_value(double v) { return format_value(v, 8); }
 
-void print_values(std::ostream& os, const Array& a, std::vector<int64_t>& idx, size_t dim, int64_t edge,
-                  size_t indent) {
-  if (a.ndim() == 0) {
-    os << format_value(a.item(), a.dtype());
+// Prints dim `dim` of the view whose element (idx..., 0...) is at base[off]. With edge > 0, a dim longer than
+// 2*edge+1 shows its first and last `edge` entries around "..."; with edge <= 0 it shows only "...".
+template <class T>
+void print_values(std::ostream& os, const T* base, const Shape& shape, const Strides& strides, int64_t off,
+                  size_t dim, int64_t edge, size_t indent) {
+  if (shape.empty()) {
+    os << format_value(base[off]);
     return;
   }
-  int64_t n = a.shape()[dim];
-  bool elide = n > 2 * edge + 1;
+  const bool last = dim + 1 == shape.size();
+  const std::string sep = last ? ", " : ",\n" + std::string(indent + 1, ' ');
+  const int64_t n = shape[dim];
   os << "[";
+  if (edge <= 0 && n > 0) {
+    os << "...]";
+    return;
+  }
+  const bool elide = n > 2 * edge + 1;
   for (int64_t i = 0; i < n; ++i) {
     if (elide && i == edge) {
-      os << (dim + 1 == idx.size() ? "..., " : "...,\n" + std::string(indent + 1, ' '));
+      os << "..." << sep;
       i = n - edge - 1;
       continue;
     }
-    idx[dim] = i;
-    if (dim + 1 == idx.size()) {
-      os << format_value(a.at(idx), a.dtype());
+    const int64_t o = off + i * strides[dim];
+    if (last) {
+      os << format_value(base[o]);
     } else {
-      print_values(os, a, idx, dim + 1, edge, indent + 1);
+      print_values(os, base, shape, strides, o, dim + 1, edge, indent + 1);
     }
-    if (i + 1 < n) os << (dim + 1 == idx.size() ? ", " : ",\n" + std::string(indent + 1, ' '));
+    if (i + 1 < n) os << sep;
   }
   os << "]";
 }
@@ -508,8 +638,10 @@ void print_values(std::ostream& os, const Array& a, std::vector<int64_t>& idx, s
 std::string Array::values_str(int64_t edge_items) const {
   if (!defined()) return "undefined";
   std::ostringstream os;
-  std::vector<int64_t> idx(shape_.size(), 0);
-  print_values(os, *this, idx, 0, edge_items, 0);
+  dispatch_all(dtype_, [&](auto z) {
+    using T = decltype(z);
+    print_values<T>(os, data<T>(), shape_, strides_, 0, 0, edge_items, 0);
+  });
   return os.str();
 }
 

@@ -43,7 +43,10 @@ uint64_t Generator::next_u64() {
 
 double Generator::uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
 
-double Generator::uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
+double Generator::uniform(double lo, double hi) {
+  double v = lo + (hi - lo) * uniform();
+  return (hi > lo && v >= hi) ? std::nextafter(hi, lo) : v;  // rounding can reach hi; keep [lo, hi)
+}
 
 double Generator::normal(double mean, double std) {
   if (has_spare_) {
@@ -62,12 +65,13 @@ double Generator::normal(double mean, double std) {
 
 int64_t Generator::randint(int64_t lo, int64_t hi) {
   check(hi > lo, "randint: empty range [", lo, ", ", hi, ")");
-  uint64_t range = static_cast<uint64_t>(hi - lo);
-  uint64_t limit = UINT64_MAX - UINT64_MAX % range;  // reject the biased tail
+  // Unsigned arithmetic: hi - lo can exceed INT64_MAX (e.g. the full int64 range).
+  const uint64_t range = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo);
+  const uint64_t limit = UINT64_MAX - UINT64_MAX % range;  // reject the biased tail
   uint64_t x;
   do x = next_u64();
   while (x >= limit);
-  return lo + static_cast<int64_t>(x % range);
+  return static_cast<int64_t>(static_cast<uint64_t>(lo) + x % range);
 }
 
 }  // namespace qkvlab

@@ -1,5 +1,7 @@
 #include "tensor/shape.h"
 
+#include <algorithm>
+
 #include "tensor/error.h"
 
 namespace qkvlab {
