@@ -33,6 +33,8 @@ BENCH_SRC:= $(wildcard bench/*.cpp)
 
 LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/%.o)
 APP_OBJ  := $(APP_SRC:%.cpp=$(BUILD)/%.o)
+# The tests link the app's pieces too (plots, command helpers), all but its main().
+APP_PARTS:= $(filter-out $(BUILD)/app/main.o,$(APP_OBJ))
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 LIB      := $(BUILD)/libqkvlab.a
 APP      := $(BUILD)/qkvlab
@@ -58,8 +60,8 @@ $(LIB): $(LIB_OBJ)
 $(APP): $(APP_OBJ) $(LIB)
 	$(CXX) $(LDFLAGS) $(APP_OBJ) $(LIB) $(LDLIBS) -o $@
 
-$(TESTS): $(TEST_OBJ) $(LIB)
-	$(CXX) $(LDFLAGS) $(TEST_OBJ) $(LIB) $(LDLIBS) -o $@
+$(TESTS): $(TEST_OBJ) $(APP_PARTS) $(LIB)
+	$(CXX) $(LDFLAGS) $(TEST_OBJ) $(APP_PARTS) $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(CXX) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@

@@ -22,6 +22,7 @@ void apply_common_flags(const CommonFlags& flags);
 // Each subcommand lives in its own file and registers itself here.
 void register_cache(CLI::App& app);
 void register_gradcheck(CLI::App& app);
+void register_train(CLI::App& app);
 
 // 1234567 -> "1,234,567"
 std::string with_commas(int64_t n);

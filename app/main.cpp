@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
       "qkvlab"};
   app.require_subcommand(1);
   app.footer("Run 'qkvlab COMMAND --help' for the flags of one command.");
+  qkvlab::app::register_train(app);
   qkvlab::app::register_cache(app);
   qkvlab::app::register_gradcheck(app);
   try {

@@ -1,0 +1,117 @@
+// qkvlab train: trains one model on one task, with evaluation, checkpoints and --resume.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "app/model_flags.h"
+
+namespace qkvlab::app {
+
+namespace {
+struct TrainArgs {
+  CommonFlags common;
+  ModelFlags model;
+  TrainFlags train;
+  std::string variant = "qkv";
+  std::string out;
+  bool resume = false;
+};
+
+void make_dirs(const std::string& path) {
+  std::string acc;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      if (!acc.empty() && ::mkdir(acc.c_str(), 0755) != 0 && errno != EEXIST)
+        fail("cannot create directory ", acc, ": ", std::strerror(errno));
+    }
+    if (i < path.size()) acc += path[i];
+  }
+  struct stat st;
+  check(::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "--out ", path, " is not a directory");
+  check(::access(path.c_str(), W_OK) == 0, "--out ", path, " is not writable");
+}
+
+void run(TrainArgs& a) {
+  apply_common_flags(a.common);
+  VariantSpec variant = parse_variant(a.variant);
+  std::unique_ptr<TaskData> data = make_task(task_options(a.model, a.common.seed));
+  ModelConfig cfg = build_config(a.model, variant, *data);
+  TrainOptions opts = train_options(a.train, a.model, *data, a.common.seed);
+  if (a.out.empty()) {
+    std::string id = cfg.variant.id();
+    for (char& c : id)
+      if (c == ':') c = '-';
+    a.out = "runs/" + cfg.task + "-" + id;
+  }
+  make_dirs(a.out);
+  opts.out_dir = a.out;
+  opts.resume = a.resume;
+  auto model = make_model(cfg, a.common.seed);
+  if (!a.common.json) {
+    std::printf("training %s (%s) on %s: d_model %lld, %lld layers, %lld heads (%lld KV), %s parameters\n",
+                cfg.variant.id().c_str(), cfg.variant.paper_name().c_str(), data->name().c_str(),
+                (long long)cfg.d_model, (long long)cfg.n_layers, (long long)cfg.n_heads, (long long)cfg.kv_heads,
+                with_commas(model->num_parameters()).c_str());
+    std::printf("%lld steps of batch %lld, AdamW lr %g, warmup %g, cosine to %g x lr, clip %g; run dir %s\n",
+                (long long)opts.steps, (long long)opts.batch, opts.lr, opts.warmup_ratio, opts.min_lr_ratio, opts.clip,
+                a.out.c_str());
+    std::fflush(stdout);
+  }
+  install_interrupt_handler();
+  TrainResult r = train_model(*model, *data, opts);
+  nlohmann::ordered_json j{{"variant", cfg.variant.id()},
+                           {"paper_name", cfg.variant.paper_name()},
+                           {"task", cfg.task},
+                           {"steps", r.steps},
+                           {"interrupted", r.interrupted},
+                           {"train_loss", r.train_loss},
+                           {"seconds", r.seconds},
+                           {"tokens_per_s", r.tokens_per_s},
+                           {"parameters", model->num_parameters()},
+                           {"out", a.out}};
+  if (!r.interrupted) {
+    j["eval_loss"] = r.eval.loss;
+    j["eval_ppl"] = r.eval.perplexity();
+    j["eval_acc"] = r.eval.accuracy;
+  }
+  if (a.common.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+  } else if (r.interrupted) {
+    std::printf("stopped at step %lld; checkpoint saved in %s (continue with --resume)\n", (long long)r.steps,
+                a.out.c_str());
+  } else {
+    std::printf("done: %lld steps in %.1f s (%.0f tokens/s); eval loss %.4f, perplexity %.3f, accuracy %.4f\n"
+                "checkpoint: %s/model.safetensors\n",
+                (long long)r.steps, r.seconds, r.tokens_per_s, r.eval.loss, r.eval.perplexity(), r.eval.accuracy,
+                a.out.c_str());
+  }
+}
+}  // namespace
+
+void register_train(CLI::App& app) {
+  auto args = std::make_shared<TrainArgs>();
+  CLI::App* cmd = app.add_subcommand("train", "Train one model on one task");
+  cmd->add_option("--variant", args->variant, "attention variant: qkv, kv, qk, single, gqa:G, mqa, kv-gqa:G, "
+                                              "kv-mqa, any with +, or the paper's names (Q-K=V, (Q=K=V)+, ...)")
+      ->default_val("qkv");
+  add_model_flags(cmd, args->model);
+  add_train_flags(cmd, args->train);
+  cmd->add_option("--out", args->out, "run directory for model.safetensors, optimizer.safetensors, metrics.jsonl "
+                                      "(default runs/TASK-VARIANT)");
+  cmd->add_flag("--resume", args->resume, "continue the run in --out from its last checkpoint");
+  add_common_flags(cmd, args->common);
+  cmd->footer(
+      "Examples:\n"
+      "  qkvlab train --task lm --data ../shared/data/tinyshakespeare.txt --variant kv --steps 2000\n"
+      "  qkvlab train --task reverse --variant single+ --epochs 2\n"
+      "  qkvlab train --task fmnist --variant qkv --epochs 2\n"
+      "Ctrl-C saves a checkpoint and stops; --resume continues it exactly.");
+  cmd->callback([args] { run(*args); });
+}
+
+}  // namespace qkvlab::app

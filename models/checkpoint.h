@@ -1,0 +1,38 @@
+// Checkpoints (DESIGN.md section 6): a run directory holds
+//   model.safetensors      the weights, with __metadata__["config"] = the model config as JSON
+//   optimizer.safetensors  optimizer buffers ("exp_avg.<param>", ...), "step", and the random generators'
+//                          states ("rng.data", "rng.model"), so a resumed run continues bit for bit
+//   metrics.jsonl          one JSON object per logged step
+// Both files are written atomically (temporary file, fsync, rename): a crash never leaves half a checkpoint.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/transformer.h"
+#include "nn/optim.h"
+
+namespace qkvlab {
+
+// "run/" or "run/model.safetensors" -> "run/model.safetensors"; a missing path is an error naming it.
+std::string model_file(const std::string& ckpt);
+
+void save_model(const std::string& path, const TransformerModel& model);
+// Reads the config, builds the model and loads its weights. Refuses a file whose tensors do not match the
+// architecture its config describes (naming the tensor and both shapes).
+std::unique_ptr<TransformerModel> load_model(const std::string& ckpt);
+ModelConfig read_config(const std::string& ckpt);
+
+struct TrainingState {
+  int64_t step = 0;
+  Generator::State data_rng{}, model_rng{};
+  std::vector<int64_t> sampler;  // the task's batch sampler (TaskData::sampler_state)
+};
+void save_training_state(const std::string& path, const Optimizer& opt, const TrainingState& st);
+TrainingState load_training_state(const std::string& path, Optimizer& opt);
+
+// Generator state <-> int64 array of 6 words (4 state words, the spare normal's bits, has_spare).
+Array rng_to_array(const Generator::State& s);
+Generator::State rng_from_array(const Array& a, const std::string& what);
+
+}  // namespace qkvlab

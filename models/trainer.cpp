@@ -1,0 +1,188 @@
+#include "models/trainer.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace qkvlab {
+
+namespace {
+std::atomic<bool> g_stop{false};
+
+std::string join(const std::string& dir, const std::string& f) { return dir + (dir.back() == '/' ? "" : "/") + f; }
+
+// Keeps the metrics lines up to `step` (a resumed run rewrites what came after its checkpoint).
+void truncate_metrics(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::vector<std::string> keep;
+  for (std::string line; std::getline(in, line);) {
+    try {
+      auto j = nlohmann::json::parse(line);
+      if (j.contains("step") && j["step"].get<int64_t>() <= step) keep.push_back(line);
+    } catch (...) {
+      // a torn last line from a crash: drop it
+    }
+  }
+  in.close();
+  std::ofstream out(path, std::ios::trunc);
+  for (auto& l : keep) out << l << "\n";
+}
+
+std::string format_duration(double s) {
+  char buf[32];
+  int t = int(s + 0.5);
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", t / 3600, (t / 60) % 60);
+  else std::snprintf(buf, sizeof buf, "%dm%02ds", t / 60, t % 60);
+  return buf;
+}
+}  // namespace
+
+void request_stop() { g_stop = true; }
+bool stop_requested() { return g_stop.load(); }
+void clear_stop() { g_stop = false; }
+
+double EvalResult::perplexity() const { return std::exp(loss); }
+
+TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOptions& o) {
+  check(o.steps > 0, "train: --steps must be positive, got ", o.steps);
+  check(o.batch > 0, "train: --batch must be positive, got ", o.batch);
+  check(o.lr > 0 && std::isfinite(o.lr), "train: --lr must be a positive number, got ", o.lr);
+  check(!o.resume || !o.out_dir.empty(), "train: --resume needs --out (the run directory to continue)");
+  TrainResult res;
+  const bool files = !o.out_dir.empty();
+  const std::string model_path = files ? join(o.out_dir, "model.safetensors") : "";
+  const std::string opt_path = files ? join(o.out_dir, "optimizer.safetensors") : "";
+  const std::string metrics_path = files ? join(o.out_dir, "metrics.jsonl") : "";
+
+  AdamW opt(make_param_groups(model, o.weight_decay), o.lr, o.beta1, o.beta2);
+  const int64_t warmup = int64_t(o.warmup_ratio * double(o.steps));
+  WarmupCosineLR schedule(o.lr, warmup, o.steps, o.lr * o.min_lr_ratio);
+  Generator data_rng(o.seed * 2 + 1);
+  int64_t step = 0;
+
+  if (o.resume) {
+    auto saved = load_model(model_path);
+    check(saved->config().to_json() == model.config().to_json(), "train --resume: the checkpoint in ", o.out_dir,
+          " is a different model (", saved->config().variant.id(), ", d ", saved->config().d_model, ", ",
+          saved->config().n_layers, " layers) from the one asked for");
+    model.load_state_dict(saved->state_dict());
+    TrainingState ts = load_training_state(opt_path, opt);
+    step = ts.step;
+    data_rng.set_state(ts.data_rng);
+    data.set_sampler_state(ts.sampler);
+    model.generator().set_state(ts.model_rng);
+    truncate_metrics(metrics_path, step);
+    check(step < o.steps, "train --resume: the run in ", o.out_dir, " already did ", step, " of ", o.steps,
+          " steps; raise --steps to continue");
+  } else if (files) {
+    std::ofstream(metrics_path, std::ios::trunc);
+  }
+  std::ofstream metrics;
+  if (files) {
+    metrics.open(metrics_path, std::ios::app);
+    check(bool(metrics), "train: cannot write ", metrics_path);
+  }
+
+  auto save = [&] {
+    if (!files) return;
+    save_model(model_path, model);
+    save_training_state(opt_path, opt, {step, data_rng.state(), model.generator().state(), data.sampler_state()});
+  };
+  auto log_json = [&](const nlohmann::ordered_json& j) {
+    if (files) metrics << j.dump() << "\n" << std::flush;
+  };
+  auto evaluate = [&] {
+    EvalResult e = data.evaluate(model, o.eval_examples);
+    res.evals.emplace_back(step, e);
+    log_json({{"step", step}, {"eval_loss", e.loss}, {"eval_ppl", e.perplexity()}, {"eval_acc", e.accuracy},
+              {"eval_examples", e.examples}});
+    return e;
+  };
+
+  const bool tty = isatty(STDERR_FILENO);
+  const int64_t log_every = o.log_every > 0 ? o.log_every : std::max<int64_t>(1, o.steps / 20);
+  const int64_t tokens_per_step = o.batch * data.tokens_per_example();
+  const int64_t first_step = step;
+  auto t0 = std::chrono::steady_clock::now();
+  double window_loss = 0.0;
+  int64_t window_n = 0;
+  model.train();
+  while (step < o.steps) {
+    if (stop_requested() || (o.stop_after > 0 && step - first_step >= o.stop_after)) {
+      res.interrupted = true;
+      break;
+    }
+    opt.lr = schedule.lr(step);
+    Array x, y;
+    data.train_batch(o.batch, data_rng, x, y);
+    double loss_value;
+    {
+      AnomalyGuard anomaly(o.anomaly || anomaly_enabled());
+      StepResult r = model_loss(model, x, y);
+      loss_value = r.loss.item();
+      if (!std::isfinite(loss_value))
+        fail("training diverged: the loss is ", loss_value, " at step ", step + 1, " (lr ", opt.lr, ")",
+             files ? "; the last good checkpoint in " + o.out_dir + " is kept" : std::string(),
+             o.anomaly ? "" : "; rerun with --anomaly to name the op");
+      opt.zero_grad();
+      r.loss.backward();
+    }
+    if (o.clip > 0) clip_grad_norm(model.parameters(), o.clip);
+    opt.step();
+    ++step;
+    res.losses.emplace_back(step, loss_value);
+    window_loss += loss_value;
+    ++window_n;
+
+    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double tps = double((step - first_step) * tokens_per_step) / std::max(elapsed, 1e-9);
+    if (step % log_every == 0 || step == o.steps) {
+      res.train_loss = window_loss / double(window_n);
+      log_json({{"step", step}, {"loss", res.train_loss}, {"lr", opt.lr}, {"tokens_per_s", tps},
+                {"elapsed_s", elapsed}});
+      window_loss = 0.0;
+      window_n = 0;
+    }
+    if (o.verbose && (tty || step % log_every == 0 || step == o.steps)) {
+      double remaining = elapsed / double(step - first_step) * double(o.steps - step);
+      std::fprintf(stderr, "%s%s%sstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  %s elapsed  %s left%s",
+                   tty ? "\r\033[K" : "", o.label.c_str(), o.label.empty() ? "" : "  ", (long long)step,
+                   (long long)o.steps, loss_value, opt.lr, tps, format_duration(elapsed).c_str(),
+                   format_duration(remaining).c_str(), tty ? "" : "\n");
+      std::fflush(stderr);
+    }
+    if (o.eval_every > 0 && step % o.eval_every == 0 && step < o.steps) {
+      EvalResult e = evaluate();
+      model.train();
+      if (o.verbose)
+        std::fprintf(stderr, "%s%s%seval at step %lld: loss %.4f  ppl %.3f  acc %.4f\n", tty ? "\r\033[K" : "",
+                     o.label.c_str(), o.label.empty() ? "" : "  ", (long long)step, e.loss, e.perplexity(),
+                     e.accuracy);
+    }
+    if (o.save_every > 0 && step % o.save_every == 0) save();
+  }
+  if (o.verbose && tty) std::fprintf(stderr, "\n");
+  res.steps = step;
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  res.tokens_per_s = double((step - first_step) * tokens_per_step) / std::max(res.seconds, 1e-9);
+  if (!res.interrupted) {
+    res.eval = evaluate();
+    if (o.verbose)
+      std::fprintf(stderr, "%s%sfinal eval: loss %.4f  ppl %.3f  acc %.4f  (%lld examples)\n", o.label.c_str(),
+                   o.label.empty() ? "" : "  ", res.eval.loss, res.eval.perplexity(), res.eval.accuracy,
+                   (long long)res.eval.examples);
+  }
+  save();
+  model.eval();
+  return res;
+}
+
+}  // namespace qkvlab

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# make deps: installs the Debian/Ubuntu packages qkvlab needs. Safe to run twice (apt-get skips what is there).
+#   bash tools/deps.sh            build + tests (+ small data sets)
+#   bash tools/deps.sh --bench    also OpenBLAS and PyTorch, the yardsticks of `make bench` (large: ~1 GB)
+#   bash tools/deps.sh --all      everything, including what the notebooks need
+set -euo pipefail
+
+CORE="g++ make catch2 libcli11-dev libstb-dev nlohmann-json3-dev zlib1g-dev python3 python3-numpy"
+DATA="dataset-fashion-mnist fortunes"
+NOTEBOOKS="jupyter-core python3-nbclient python3-ipykernel python3-matplotlib python3-nbformat graphviz"
+BENCH="libopenblas-dev python3-torch"
+
+PKGS="$CORE $DATA"
+case "${1:-}" in
+  --bench) PKGS="$PKGS $BENCH" ;;
+  --all) PKGS="$PKGS $NOTEBOOKS $BENCH" ;;
+  "") ;;
+  *) echo "deps: unknown option '$1' (use --bench or --all)" >&2; exit 2 ;;
+esac
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null; then SUDO=sudo; else echo "deps: run as root (or install sudo)" >&2; exit 2; fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+echo "deps: apt-get update"
+$SUDO apt-get update -qq
+echo "deps: apt-get install $PKGS"
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $PKGS >/dev/null
+echo "deps: done"
