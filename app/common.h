@@ -23,6 +23,8 @@ void apply_common_flags(const CommonFlags& flags);
 void register_cache(CLI::App& app);
 void register_gradcheck(CLI::App& app);
 void register_train(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_generate(CLI::App& app);
 
 // 1234567 -> "1,234,567"
 std::string with_commas(int64_t n);

@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer("Run 'qkvlab COMMAND --help' for the flags of one command.");
   qkvlab::app::register_train(app);
+  qkvlab::app::register_eval(app);
+  qkvlab::app::register_generate(app);
   qkvlab::app::register_cache(app);
   qkvlab::app::register_gradcheck(app);
   try {

@@ -207,8 +207,9 @@ void Tensor::backward(const Array& grad_in, bool retain_graph) const {
       for (auto& hook : out->hooks) {
         Array r = hook(g);
         if (r.defined()) {
-          check(r.shape() == g.shape(), "backward: a hook returned a gradient of shape ", shape_str(r.shape()),
-                " for a tensor of shape ", shape_str(g.shape()));
+          check(r.shape() == g.shape(), "backward: a hook on the output of ", n->name(),
+                " returned a gradient of shape ", shape_str(r.shape()), " for a tensor of shape ",
+                shape_str(g.shape()));
           g = r;
         }
       }

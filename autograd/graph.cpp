@@ -42,6 +42,16 @@ std::string stats(const Array& a) {
   return buf;
 }
 
+// DOT labels are double-quoted strings: escape quotes and backslashes (a parameter name may contain either).
+std::string dot_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
 std::string leaf_label(const Node* n) {
   auto* acc = dynamic_cast<const AccumulateGrad*>(n);
   if (!acc) return "";
@@ -82,7 +92,7 @@ std::string to_dot_string(const Tensor& t) {
       auto leaf = acc->leaf.lock();
       bool param = leaf && !leaf->name.empty();
       os << "  n" << id << " [shape=ellipse, style=filled, fillcolor=\"" << (param ? "#c8e6c9" : "#e3f2fd")
-         << "\", label=\"" << leaf_label(n) << "\\n" << shape_str(n->output_shape);
+         << "\", label=\"" << dot_escape(leaf_label(n)) << "\\n" << shape_str(n->output_shape);
       if (leaf) os << "\\nvalue: " << stats(leaf->data) << "\\ngrad: " << stats(leaf->grad);
       os << "\"];\n";
     } else {

@@ -31,16 +31,24 @@ Tensor tanh(const Tensor& a, QKVLAB_LOC);
 Tensor relu(const Tensor& a, QKVLAB_LOC);
 Tensor gelu(const Tensor& a, QKVLAB_LOC);  // exact (erf)
 
-inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
-inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
-inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
-inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
-inline Tensor operator-(const Tensor& a) { return neg(a); }
-inline Tensor operator+(const Tensor& a, double b) { return add(a, b); }
-inline Tensor operator-(const Tensor& a, double b) { return add(a, -b); }
-inline Tensor operator*(const Tensor& a, double b) { return mul(a, b); }
-inline Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
-inline Tensor operator/(const Tensor& a, double b) { return mul(a, 1.0 / b); }
+// Operators cannot have default arguments, so one Tensor operand arrives as an `At`: a Tensor converts to it
+// implicitly, and the default argument of At's constructor is evaluated where the operator is written. So
+// `q * k` in your code is recorded (and named by anomaly mode) at your line, not at this header.
+struct At {
+  const Tensor& t;
+  Loc loc;
+  At(const Tensor& t, const Loc& loc = Loc::current()) : t(t), loc(loc) {}  // NOLINT: implicit on purpose
+};
+inline Tensor operator+(At a, const Tensor& b) { return add(a.t, b, a.loc); }
+inline Tensor operator-(At a, const Tensor& b) { return sub(a.t, b, a.loc); }
+inline Tensor operator*(At a, const Tensor& b) { return mul(a.t, b, a.loc); }
+inline Tensor operator/(At a, const Tensor& b) { return div(a.t, b, a.loc); }
+inline Tensor operator-(At a) { return neg(a.t, a.loc); }
+inline Tensor operator+(At a, double b) { return add(a.t, b, a.loc); }
+inline Tensor operator-(At a, double b) { return add(a.t, -b, a.loc); }
+inline Tensor operator*(At a, double b) { return mul(a.t, b, a.loc); }
+inline Tensor operator*(double a, At b) { return mul(b.t, a, b.loc); }
+inline Tensor operator/(At a, double b) { return mul(a.t, 1.0 / b, a.loc); }
 
 // ---- reductions (empty dims = all) ----
 Tensor sum(const Tensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false, QKVLAB_LOC);

@@ -1,7 +1,10 @@
 // Kernels on raw Arrays: elementwise (any strides, NumPy broadcasting), reductions, matmul, softmax,
 // layer norm, cross-entropy, indexing. Every function returns a new contiguous Array (in-place ones end in _)
 // and works for float32 and float64 (int64 where it says so). Shape errors name the op and both shapes:
-// "add: cannot broadcast (3,4) with (5,)".
+// "add: cannot broadcast (3,4) with (5,)"; int64 input to a float kernel: "exp: expected a floating-point tensor,
+// got int64"; mixed dtypes: "add: expected operands of the same dtype, got float32 and float64".
+// Inputs may be any view (permuted, sliced with steps, expanded with stride 0, offset); nothing is copied first.
+// Implementation: tensor/ops_elementwise.cpp, ops_reduce.cpp, ops_matmul.cpp, ops_nn.cpp, ops_index.cpp.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -16,11 +19,11 @@ Array exp(const Array& a);
 Array log(const Array& a);
 Array sqrt(const Array& a);
 Array tanh(const Array& a);
-Array relu(const Array& a);
+Array relu(const Array& a);                              // NaN stays NaN
 Array gelu(const Array& a);                              // exact: x * 0.5 * (1 + erf(x / sqrt(2)))
 Array gelu_backward(const Array& x, const Array& grad);  // grad * d gelu(x) / dx
 Array abs(const Array& a);
-Array sign(const Array& a);                              // -1, 0, 1
+Array sign(const Array& a);                              // -1, 0, 1 (NaN stays NaN)
 Array pow(const Array& a, double exponent);
 Array isfinite_mask(const Array& a);                     // 1 where finite, else 0 (same dtype)
 bool all_finite(const Array& a);
@@ -31,7 +34,7 @@ Array sub(const Array& a, const Array& b);
 Array mul(const Array& a, const Array& b);
 Array div(const Array& a, const Array& b);
 Array pow(const Array& a, const Array& b);
-Array maximum(const Array& a, const Array& b);
+Array maximum(const Array& a, const Array& b);           // NaN in either operand gives NaN (as PyTorch)
 Array minimum(const Array& a, const Array& b);
 Array eq(const Array& a, const Array& b);                // 1 / 0 in a's dtype
 Array gt(const Array& a, const Array& b);
@@ -54,20 +57,29 @@ inline Array operator*(double a, const Array& b) { return mul(b, a); }
 // where(cond, a, b): a where cond != 0, else b; all three broadcast together.
 Array where(const Array& cond, const Array& a, const Array& b);
 // masked_fill(a, mask, value): value where mask != 0; mask broadcasts to a's shape.
+// cond and mask may be float32, float64 or int64.
 Array masked_fill(const Array& a, const Array& mask, double value);
 
 // ---- in place ----
+// dst may be any non-expanded view (an expanded dst, stride 0 on a dim of size > 1, is an error). A src that
+// shares dst's memory in another layout (add_(x, x.mT())) is read from a copy, so the result is as if
+// src were evaluated first.
 void add_(Array& dst, const Array& src);                 // dst += src; src broadcasts to dst's shape
 void axpy_(Array& dst, double alpha, const Array& src);  // dst += alpha * src
 void mul_(Array& dst, double alpha);                     // dst *= alpha
 
 // ---- reductions (dims may be negative; empty dims = all dims) ----
+// Sums accumulate in double (also for float32), so 1e6-element sums are exact to ~1e-7 relative, and the
+// result does not depend on the thread count. The mean over zero elements is NaN (as NumPy/PyTorch).
 Array sum(const Array& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 Array mean(const Array& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+// max/argmax: a NaN wins (the first NaN), as in PyTorch. A dim of size 0 is an error.
 Array max(const Array& a, int64_t dim, bool keepdim = false);       // values
 Array argmax(const Array& a, int64_t dim, bool keepdim = false);    // int64 indices; ties -> lowest index
-double max_all(const Array& a);
+double max_all(const Array& a);                                     // NaN if any; error when empty
 // Sums a broadcast result back to `shape` (the inverse of expand): the gradient rule of broadcasting.
+// Sums the leading extra dims and the dims where `shape` has 1. `shape` must broadcast to a.shape(), else
+// "sum_to: cannot reduce (2,3) to (4,) (the target must broadcast to the source)". Always a new array.
 Array sum_to(const Array& a, const Shape& shape);
 
 // ---- linear algebra ----
@@ -76,12 +88,20 @@ Array sum_to(const Array& a, const Shape& shape);
 Array matmul(const Array& a, const Array& b);
 
 // ---- softmax family, along `dim`, numerically stable (max subtracted) ----
+// A row whose entries are all -inf (a fully masked attention row) is defined here as softmax = all zeros (no
+// NaN; PyTorch gives NaN) and log_softmax = all -inf; softmax_backward of such a row is then 0. A NaN anywhere
+// in a row makes the whole row NaN. log_softmax is computed as (x - max) - log(sum exp(x - max)), so logits of
+// +-1e4 keep full float32 precision. 0-d inputs are one row of one element.
 Array softmax(const Array& a, int64_t dim);
 Array log_softmax(const Array& a, int64_t dim);
 Array softmax_backward(const Array& y, const Array& grad, int64_t dim);      // y = softmax output
 Array log_softmax_backward(const Array& y, const Array& grad, int64_t dim);  // y = log_softmax output
 
 // ---- layer norm over the last dim ----
+// Biased variance (as PyTorch). Statistics in double; the mean is computed shifted by the row's first element, so a
+// constant row gives mean = x exactly, var = 0 and y = bias exactly (no NaN for eps > 0). weight/bias: (C,).
+// layer_norm_backward: dx = rstd * (g*w - mean(g*w) - xhat * mean(g*w*xhat)); dweight = sum over rows of
+// g*xhat; dbias = sum over rows of g (computed when has_bias).
 struct LayerNormOut {
   Array y;     // same shape as x
   Array mean;  // x.shape[:-1]
@@ -97,7 +117,9 @@ LayerNormGrads layer_norm_backward(const Array& grad, const Array& x, const Arra
 // ---- cross-entropy: fused log-softmax + negative log-likelihood ----
 // logits (N, C), targets int64 (N). Rows whose target == ignore_index do not count. Returns the mean loss over
 // counted rows (0-d) and the per-row log-sum-exp (N) for the backward. A target outside [0, C) that is not
-// ignore_index is an error naming the row and value.
+// ignore_index is an error naming the row and value: "cross_entropy: target 12 at row 3 is out of range for 10
+// classes". When every row is ignored (or N = 0), loss = 0 and count = 0 (no 0/0 NaN), and the backward gives
+// zeros. Logits may be any strided (N,C) view.
 struct CrossEntropyOut {
   Array loss;      // 0-d
   Array lse;       // (N)
@@ -112,13 +134,19 @@ Array cross_entropy_backward(const Array& logits, const Array& targets, const Ar
 // embedding(weight (V, C), ids int64 of any shape) -> (ids.shape..., C).
 // "embedding: id 70 at position 3 is out of range for 65 rows"
 Array embedding(const Array& weight, const Array& ids);
+// dweight (V,C) += scatter of grad (ids.shape..., C) rows; repeated ids add up. Threads split columns (no races,
+// same order on any thread count). dweight may be a strided view.
 void embedding_backward_(Array& dweight, const Array& ids, const Array& grad);  // scatter-add rows of grad
-Array index_select(const Array& a, int64_t dim, const Array& index);           // index: 1-D int64
+Array index_select(const Array& a, int64_t dim, const Array& index);           // index: 1-D int64; a: any dtype
+// Shapes must agree except along dim: "concat: shapes (2,3) and (3,3) (parts 0 and 1) differ outside dim 1".
 Array concat(const std::vector<Array>& parts, int64_t dim);
-// A dropout mask of `shape`: 0 with probability p, else 1/(1-p), drawn from gen.
+// A dropout mask of `shape`: 0 with probability p, else 1/(1-p), drawn from gen (one uniform per element in
+// row-major order). p must be in [0, 1).
 Array dropout_mask(const Shape& shape, double p, Generator& gen, DType dtype = DType::F32);
 
 // ---- comparisons for tests ----
+// Any dtypes (compared in double). max_abs_diff is NaN when either side has a NaN (so "< tol" fails); equal
+// infinities count as equal. allclose: |a - b| <= atol + rtol * |b| everywhere, as torch.allclose.
 double max_abs_diff(const Array& a, const Array& b);  // shapes must broadcast
 bool allclose(const Array& a, const Array& b, double rtol = 1e-5, double atol = 1e-8);
 

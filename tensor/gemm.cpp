@@ -1,0 +1,668 @@
+// GEMM: C = A @ B (or C += A @ B) for float and double, in the GotoBLAS / BLIS style.
+//
+// How it is blocked, from the inside out (read tensor/gemm.h first for the API):
+//
+//   micro-kernel  computes one MR x NR tile of C (e.g. 14 x 32 floats with AVX-512) entirely in vector
+//                 registers: MR*NR/W accumulators (W = floats per vector, 16 for AVX-512). For each k it loads
+//                 NR/W vectors of B, broadcasts MR scalars of A and does MR*NR/W fused multiply-adds. Only at
+//                 the end are the accumulators added/stored into C, so C is touched once per KC slice of K.
+//                 MR and NR are chosen so that the accumulators nearly fill the 32 AVX-512 registers and
+//                 there are enough independent FMAs in flight to cover the FMA latency (4 cycles x 2 pipes).
+//   KC            the depth of one pass: the kernel multiplies an MR x KC sliver of A by a KC x NR sliver of B.
+//                 The B sliver (KC*NR*4 bytes) is reused for every A sliver, so KC is sized to keep it in L1.
+//   MC            rows of A packed at a time: an MC x KC block of A (MC*KC*4 bytes) stays in L2 while the
+//                 kernel walks over all the B slivers of the panel.
+//   NC            columns of B packed at a time: a KC x NC panel of B, reused for every MC block of A (L2/L3).
+//
+//   for jc in N step NC:                 B panel   = B[pc:pc+KC, jc:jc+NC]  packed into NR-wide slivers
+//     for pc in K step KC:
+//       pack B panel
+//       for ic in M step MC:             A block   = A[ic:ic+MC, pc:pc+KC]  packed into MR-tall slivers
+//         pack A block                   (sliver by sliver, just before first use: see macro_kernel)
+//         for jr in NC step NR:          (macro-kernel)
+//           for ir in MC step MR:
+//             micro-kernel(C[ic+ir : +MR, jc+jr : +NR] (+)= A sliver @ B sliver)
+//
+// Sizes (AVX-512, float): MR x NR = 14 x 32, KC = 256 (B sliver 32 KiB of the 48 KiB L1), MC = 168 (A block
+// 168 KiB of the 1 MiB L2), NC = 4096. AVX2 uses 6 x 16 tiles (16 ymm registers); double uses 14 x 16.
+//
+// Packing copies the operands into contiguous, 64-byte aligned buffers in exactly the order the kernel reads
+// them (A sliver: for each k, MR consecutive values; B sliver: for each k, NR consecutive values). Packing reads
+// the source through its two strides, so transposed and sliced views cost the same as contiguous matrices.
+// Edges: the packed slivers are padded with zeros; kernels specialised for fewer rows (m < MR) and fewer vectors
+// (n <= NR/2) avoid most wasted work, and masked stores write back only the valid part of the C tile.
+//
+// Small N: when each A element is used by only a few B slivers (N <= 16*NR), packing A costs more than it saves,
+// so the kernel reads A in place (row-major or transposed views, see a_mode) with software prefetching.
+//
+// Threads (OpenMP, qkvlab::num_threads()): one product is cut into independent blocks of C -- whole MR-slivers
+// of rows, or of NR-slivers of columns when C has few rows -- and each thread runs the loops above on its block
+// with its own pack buffers: one fork, one join, no barriers in between. Batched products with many small
+// matrices give each thread whole matrices instead. Tiny products run on one thread (forking costs more).
+//
+// Numerics: plain accumulation in the element type, with fused multiply-adds; the summation order over k is
+// the natural one within each KC slice. Built without -ffast-math (never use it: NaN checks and gradcheck).
+#include "tensor/gemm.h"
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstring>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+#include "tensor/parallel.h"
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+// GCC 12's AVX-512 shuffle intrinsics start from _mm512_undefined_ps(), which it then reports as "used
+// uninitialized" once inlined (a known false positive); silence just those two warnings.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace qkvlab {
+namespace {
+
+// ------------------------------------------------------------------------------------------------------------
+// SIMD policies: one small struct per (instruction set, element type) with the handful of operations the
+// micro-kernel needs. The kernel itself is written once, as a template over the policy.
+// ------------------------------------------------------------------------------------------------------------
+#if defined(__AVX512F__)
+struct SimdF {
+  using T = float;
+  using V = __m512;
+  static constexpr int W = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const T* p) { return _mm512_load_ps(p); }  // packed buffers are 64-byte aligned
+  static V bcast(const T* p) { return _mm512_set1_ps(*p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V loadu(const T* p) { return _mm512_loadu_ps(p); }
+  static void storeu(T* p, V v) { _mm512_storeu_ps(p, v); }
+  static V loadu_n(const T* p, int n) { return _mm512_maskz_loadu_ps(__mmask16((1u << n) - 1u), p); }
+  static void storeu_n(T* p, V v, int n) { _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1u), v); }
+};
+struct SimdD {
+  using T = double;
+  using V = __m512d;
+  static constexpr int W = 8;
+  static V zero() { return _mm512_setzero_pd(); }
+  static V load(const T* p) { return _mm512_load_pd(p); }
+  static V bcast(const T* p) { return _mm512_set1_pd(*p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static V loadu(const T* p) { return _mm512_loadu_pd(p); }
+  static void storeu(T* p, V v) { _mm512_storeu_pd(p, v); }
+  static V loadu_n(const T* p, int n) { return _mm512_maskz_loadu_pd(__mmask8((1u << n) - 1u), p); }
+  static void storeu_n(T* p, V v, int n) { _mm512_mask_storeu_pd(p, __mmask8((1u << n) - 1u), v); }
+};
+// 14 x 32 floats: 28 accumulators + 2 B vectors + 1 broadcast = 31 of the 32 zmm registers.
+constexpr int kMRf = 14, kNVf = 2, kKCf = 256, kMCf = 14 * 12, kNCf = 4096;
+constexpr int kMRd = 14, kNVd = 2, kKCd = 192, kMCd = 14 * 8, kNCd = 2048;
+
+#elif defined(__AVX2__) && defined(__FMA__)
+// Masks for partial loads/stores: n leading lanes set.
+alignas(32) constexpr int32_t kMask32[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+alignas(32) constexpr int64_t kMask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
+struct SimdF {
+  using T = float;
+  using V = __m256;
+  static constexpr int W = 8;
+  static __m256i mask(int n) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMask32 + 8 - n)); }
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const T* p) { return _mm256_load_ps(p); }
+  static V bcast(const T* p) { return _mm256_broadcast_ss(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V loadu(const T* p) { return _mm256_loadu_ps(p); }
+  static void storeu(T* p, V v) { _mm256_storeu_ps(p, v); }
+  static V loadu_n(const T* p, int n) { return _mm256_maskload_ps(p, mask(n)); }
+  static void storeu_n(T* p, V v, int n) { _mm256_maskstore_ps(p, mask(n), v); }
+};
+struct SimdD {
+  using T = double;
+  using V = __m256d;
+  static constexpr int W = 4;
+  static __m256i mask(int n) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMask64 + 4 - n)); }
+  static V zero() { return _mm256_setzero_pd(); }
+  static V load(const T* p) { return _mm256_load_pd(p); }
+  static V bcast(const T* p) { return _mm256_broadcast_sd(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static V loadu(const T* p) { return _mm256_loadu_pd(p); }
+  static void storeu(T* p, V v) { _mm256_storeu_pd(p, v); }
+  static V loadu_n(const T* p, int n) { return _mm256_maskload_pd(p, mask(n)); }
+  static void storeu_n(T* p, V v, int n) { _mm256_maskstore_pd(p, mask(n), v); }
+};
+// 6 x 16 floats: 12 accumulators + 2 B vectors + broadcasts fit the 16 ymm registers.
+constexpr int kMRf = 6, kNVf = 2, kKCf = 256, kMCf = 6 * 24, kNCf = 4096;
+constexpr int kMRd = 6, kNVd = 2, kKCd = 192, kMCd = 6 * 16, kNCd = 2048;
+
+#else
+// Portable fallback (ARM NEON, plain SSE2, ...): GCC/Clang vector extensions, 16-byte vectors.
+template <class T_, int W_>
+struct SimdGeneric {
+  using T = T_;
+  typedef T_ V __attribute__((vector_size(W_ * sizeof(T_))));
+  static constexpr int W = W_;
+  static V zero() { return V{}; }
+  static V load(const T* p) { V v; std::memcpy(&v, p, sizeof v); return v; }
+  static V bcast(const T* p) { V v; for (int i = 0; i < W; ++i) v[i] = *p; return v; }
+  static V fma(V a, V b, V c) { return a * b + c; }
+  static V add(V a, V b) { return a + b; }
+  static V loadu(const T* p) { return load(p); }
+  static void storeu(T* p, V v) { std::memcpy(p, &v, sizeof v); }
+  static V loadu_n(const T* p, int n) { V v{}; for (int i = 0; i < n; ++i) v[i] = p[i]; return v; }
+  static void storeu_n(T* p, V v, int n) { for (int i = 0; i < n; ++i) p[i] = v[i]; }
+};
+using SimdF = SimdGeneric<float, 4>;
+using SimdD = SimdGeneric<double, 2>;
+constexpr int kMRf = 6, kNVf = 4, kKCf = 256, kMCf = 6 * 16, kNCf = 4096;
+constexpr int kMRd = 6, kNVd = 4, kKCd = 192, kMCd = 6 * 16, kNCd = 2048;
+#endif
+
+// Block sizes per element type (see the comment at the top). MC is a multiple of MR.
+template <class T> struct Cfg;
+template <> struct Cfg<float> {
+  using S = SimdF;
+  static constexpr int MR = kMRf, NV = kNVf, NR = kNVf * SimdF::W, KC = kKCf, MC = kMCf, NC = kNCf;
+};
+template <> struct Cfg<double> {
+  using S = SimdD;
+  static constexpr int MR = kMRd, NV = kNVd, NR = kNVd * SimdD::W, KC = kKCd, MC = kMCd, NC = kNCd;
+};
+
+// ------------------------------------------------------------------------------------------------------------
+// Micro-kernel: C[0:MRe, 0:n] (+)= (A sliver, MRe rows used) @ (packed B sliver, NVe vectors used).
+// MRe <= MR and NVe <= NV are compile-time so the accumulators live in registers; the table below holds one
+// instance per (MRe, NVe) for the edges. n (valid columns, <= NVe*W) is only used when writing C.
+// A sliver: packed (AMode kPacked: element (i,k) at a[k*MR + i]) or read in place, which saves packing A when
+// each A element is used by only a few B slivers: kRows for a row-major A (element (i,k) at a[i*lda + k]),
+// kCols for a transposed view (element (i,k) at a[i + k*lda]).
+// ------------------------------------------------------------------------------------------------------------
+enum AMode : int { kPacked = 0, kRows = 1, kCols = 2 };
+
+template <class T>
+using KernelFn = void (*)(int64_t kc, const T* a, int64_t lda, const T* b, T* c, int64_t ldc, int n, bool add);
+
+template <class T, int Mode, int MRe, int NVe>
+void micro_kernel(int64_t kc, const T* __restrict a, int64_t lda, const T* __restrict b, T* __restrict c,
+                  int64_t ldc, int n, bool add) {
+  using S = typename Cfg<T>::S;
+  using V = typename S::V;
+  constexpr int MR = Cfg<T>::MR, NR = Cfg<T>::NR, W = S::W;
+  V acc[MRe][NVe];
+#pragma GCC unroll 16
+  for (int i = 0; i < MRe; ++i) {
+    // C is needed only at the end: start fetching its lines now (a tile row spans NVe*W*sizeof(T) bytes)
+    __builtin_prefetch(c + i * ldc, 1, 3);
+    if constexpr (NVe * W * sizeof(T) > 64) __builtin_prefetch(c + i * ldc + NVe * W - 1, 1, 3);
+#pragma GCC unroll 4
+    for (int v = 0; v < NVe; ++v) acc[i][v] = S::zero();
+  }
+  [[maybe_unused]] const T* const a0 = a;
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k) {
+    if constexpr (Mode == kRows) {
+      // A is read in place, MR rows side by side: software-prefetch one line per k, cycling over 16 rows, a fixed
+      // distance ahead; past the end of the rows it continues with the next sliver's rows (the next call's A).
+      constexpr int64_t D = 128 / sizeof(T) * 4;  // 8 lines ahead
+      const int64_t r = k & 15, kk = k + D;
+      __builtin_prefetch(kk < kc ? a0 + r * lda + kk : a0 + (r + MR) * lda + (kk - kc), 0, 3);
+    }
+    V bv[NVe];
+#pragma GCC unroll 4
+    for (int v = 0; v < NVe; ++v) bv[v] = S::load(b + v * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MRe; ++i) {
+      const V ai = S::bcast(Mode == kRows ? a + i * lda : a + i);
+#pragma GCC unroll 4
+      for (int v = 0; v < NVe; ++v) acc[i][v] = S::fma(ai, bv[v], acc[i][v]);
+    }
+    a += Mode == kRows ? 1 : Mode == kCols ? lda : MR;
+    b += NR;
+  }
+  if (n == NVe * W) {  // full tile
+#pragma GCC unroll 16
+    for (int i = 0; i < MRe; ++i) {
+      T* ci = c + i * ldc;
+#pragma GCC unroll 4
+      for (int v = 0; v < NVe; ++v) S::storeu(ci + v * W, add ? S::add(S::loadu(ci + v * W), acc[i][v]) : acc[i][v]);
+    }
+  } else {  // right edge: masked
+#pragma GCC unroll 16
+    for (int i = 0; i < MRe; ++i) {
+      T* ci = c + i * ldc;
+#pragma GCC unroll 4
+      for (int v = 0; v < NVe; ++v) {
+        const int cnt = std::min(n - v * W, W);
+        if (cnt <= 0) break;
+        T* p = ci + v * W;
+        if (cnt == W)
+          S::storeu(p, add ? S::add(S::loadu(p), acc[i][v]) : acc[i][v]);
+        else
+          S::storeu_n(p, add ? S::add(S::loadu_n(p, cnt), acc[i][v]) : acc[i][v], cnt);
+      }
+    }
+  }
+}
+
+template <class T, int Mode, int NVe, std::size_t... I>
+constexpr std::array<KernelFn<T>, sizeof...(I)> kernel_row(std::index_sequence<I...>) {
+  return {{&micro_kernel<T, Mode, int(I) + 1, NVe>...}};
+}
+template <class T, int Mode, std::size_t... J>
+constexpr std::array<std::array<KernelFn<T>, Cfg<T>::MR>, sizeof...(J)> kernel_table(std::index_sequence<J...>) {
+  return {{kernel_row<T, Mode, int(J) + 1>(std::make_index_sequence<Cfg<T>::MR>{})...}};
+}
+// kKernels<T, Mode>[nv - 1][m - 1]
+template <class T, int Mode>
+constexpr auto kKernels = kernel_table<T, Mode>(std::make_index_sequence<Cfg<T>::NV>{});
+
+// ------------------------------------------------------------------------------------------------------------
+// Packing.
+// ------------------------------------------------------------------------------------------------------------
+#if defined(__AVX512F__)
+// In-register transpose of a 16 x 16 float block: r[i] holds row i on entry and column i on exit.
+inline void transpose16x16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {  // per 128-bit lane: t[2i] = a0 b0 a1 b1, t[2i+1] = a2 b2 a3 b3
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {  // lane L of r[4i+c] = column 4L+c of rows 4i..4i+3
+    r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int c = 0; c < 4; ++c) {  // gather lane L of r[c], r[4+c], r[8+c], r[12+c] into column 4L+c
+    const __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88), u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);
+    const __m512 u2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88),
+                 u3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
+    t[c] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+    t[8 + c] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
+    t[4 + c] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+    t[12 + c] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+// Up to 16 vectors, each holding 16 consecutive floats of one source line (row of A / column of B), are
+// loaded from src[l*ld + k0 ...], transposed, and out(k, vector) is called for each of the kb k's.
+// When `ahead` is not null, the same 16 values of the next group of lines are prefetched (one group ahead), so
+// that packing a block that comes from L3 or memory keeps many cache misses in flight.
+template <int Lines, class Out>
+inline __attribute__((always_inline)) void load_transpose(const float* src, int64_t ld, int kb, const float* ahead,
+                                                          Out&& out) {
+  __m512 r[16];
+  const __mmask16 km = __mmask16((1u << kb) - 1u);
+  if (ahead)
+#pragma GCC unroll 16
+    for (int l = 0; l < Lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(ahead + l * ld), _MM_HINT_T0);
+#pragma GCC unroll 16
+  for (int l = 0; l < 16; ++l)
+    r[l] = l >= Lines ? _mm512_setzero_ps()
+                      : kb == 16 ? _mm512_loadu_ps(src + l * ld) : _mm512_maskz_loadu_ps(km, src + l * ld);
+  transpose16x16(r);
+  for (int k = 0; k < kb; ++k) out(k, r[k]);
+}
+
+// Row-major A (csa == 1), one full MR-row sliver of floats: MR rows -> kc x MR, 16 k's at a time.
+// next: the first row of the next sliver (prefetched), or null.
+inline void pack_A_rows_avx512(int64_t kc, const float* src, int64_t rsa, float* dst, const float* next) {
+  static_assert(kMRf <= 16, "one 16x16 transpose per 16 k's");
+  constexpr __mmask16 rows = __mmask16((1u << kMRf) - 1u);
+  for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+    const int kb = int(std::min<int64_t>(16, kc - k0));
+    load_transpose<kMRf>(src + k0, rsa, kb, next ? next + k0 : nullptr,
+                         [&](int k, __m512 v) { _mm512_mask_storeu_ps(dst + (k0 + k) * kMRf, rows, v); });
+  }
+}
+
+// B^T view (rsb == 1), one full NR-column sliver of floats: NR columns -> kc x NR.
+inline void pack_B_cols_avx512(int64_t kc, const float* src, int64_t csb, float* dst) {
+  constexpr int NR = kNVf * 16;
+  for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+    const int kb = int(std::min<int64_t>(16, kc - k0));
+    for (int h = 0; h < kNVf; ++h)
+      load_transpose<16>(src + k0 + 16 * h * csb, csb, kb, nullptr,
+                         [&](int k, __m512 v) { _mm512_store_ps(dst + (k0 + k) * NR + 16 * h, v); });
+  }
+}
+#endif
+
+// One MR-row sliver of A (m <= MR rows from src, element (i,p) at src[i*rsa + p*csa]) -> kc x MR, k-major,
+// zero padded to MR rows. next: where the next sliver starts (prefetched while this one is packed), or null.
+template <class T>
+void pack_A_sliver(int m, int64_t kc, const T* src, int64_t rsa, int64_t csa, T* __restrict dst, const T* next) {
+  constexpr int MR = Cfg<T>::MR;
+  if (m == MR && rsa == 1) {  // columns of A contiguous (A is a transposed view): straight copies
+    for (int64_t k = 0; k < kc; ++k) {
+      const T* s = src + k * csa;
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) dst[k * MR + i] = s[i];
+    }
+  } else if (m == MR && csa == 1) {  // row-major A: read MR rows side by side
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) return pack_A_rows_avx512(kc, src, rsa, dst, next);
+#endif
+    const T* rows[MR];
+    for (int i = 0; i < MR; ++i) rows[i] = src + i * rsa;
+    for (int64_t k = 0; k < kc; ++k) {
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) dst[k * MR + i] = rows[i][k];
+    }
+  } else {
+    for (int64_t k = 0; k < kc; ++k) {
+      for (int i = 0; i < m; ++i) dst[k * MR + i] = src[i * rsa + k * csa];
+      for (int i = m; i < MR; ++i) dst[k * MR + i] = T(0);
+    }
+  }
+}
+
+// Where the A block for the macro-kernel comes from when it is packed on the fly or read in place.
+template <class T>
+struct ASource {
+  const T* A;  // element (0,0) of the block
+  int64_t rsa, csa;
+  AMode mode;  // kPacked: pack it; kRows / kCols: read it in place
+};
+
+// A block (mc x kc) -> consecutive MR-row slivers.
+template <class T>
+void pack_A(int64_t mc, int64_t kc, const ASource<T>& a, T* __restrict dst) {
+  constexpr int MR = Cfg<T>::MR;
+  for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += MR * kc)
+    pack_A_sliver(int(std::min<int64_t>(MR, mc - i0)), kc, a.A + i0 * a.rsa, a.rsa, a.csa, dst,
+                  mc - i0 >= 2 * MR ? a.A + (i0 + MR) * a.rsa : nullptr);
+}
+
+// Columns [j0, j1) of a B panel (kc x nc, element (p,j) at B[p*rsb + j*csb]) -> NR-column slivers, each kc x NR
+// (k-major), zero padded; j0 is a multiple of NR, so slivers can be packed by different threads.
+template <class T>
+void pack_B(int64_t kc, int64_t j0, int64_t j1, const T* B, int64_t rsb, int64_t csb, T* __restrict dst) {
+  constexpr int NR = Cfg<T>::NR;
+  dst += j0 * kc;
+  for (int64_t jj = j0; jj < j1; jj += NR, dst += NR * kc) {
+    const int n = int(std::min<int64_t>(NR, j1 - jj));
+    const T* src = B + jj * csb;
+    if (n == NR && csb == 1) {  // row-major B: each k row of the sliver is NR contiguous values
+      for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * NR, src + k * rsb, sizeof(T) * NR);
+    } else if (rsb == 1) {  // B is a transposed view (e.g. x @ W^T): column j is contiguous in k
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<T, float>) {
+        if (n == NR) {
+          pack_B_cols_avx512(kc, src, csb, dst);
+          continue;
+        }
+      }
+#endif
+      if (n < NR)
+        for (int64_t k = 0; k < kc; ++k)
+          for (int j = n; j < NR; ++j) dst[k * NR + j] = T(0);
+      constexpr int KB = 64;  // transpose in k-chunks so the written lines stay in L1
+      for (int64_t k0 = 0; k0 < kc; k0 += KB) {
+        const int64_t k1 = std::min<int64_t>(kc, k0 + KB);
+        for (int j = 0; j < n; ++j) {
+          const T* s = src + j * csb;
+          for (int64_t k = k0; k < k1; ++k) dst[k * NR + j] = s[k];
+        }
+      }
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        for (int j = 0; j < n; ++j) dst[k * NR + j] = src[k * rsb + j * csb];
+        for (int j = n; j < NR; ++j) dst[k * NR + j] = T(0);
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Macro-kernel: packed A block (mc x kc) times B slivers [s0, s1) of the packed panel (nc columns) into C.
+// When `src` is given, the A block is packed here, one sliver just before its first use: the packing of
+// sliver i+1 (and its prefetches) then overlaps the arithmetic of sliver i instead of forming a separate,
+// memory-bound phase. That matters when A is used by only a few B slivers (N small), e.g. attention.
+// ------------------------------------------------------------------------------------------------------------
+template <class T>
+void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const ASource<T>* src, T* pa, const T* pb, T* C,
+                  int64_t ldc, bool add, int64_t s0, int64_t s1) {
+  constexpr int MR = Cfg<T>::MR, NR = Cfg<T>::NR, W = Cfg<T>::S::W;
+  for (int64_t s = s0; s < s1; ++s) {
+    const int64_t j = s * NR;
+    const int n = int(std::min<int64_t>(NR, nc - j));
+    const T* b = pb + j * kc;
+    if (src && src->mode != kPacked) {
+      const bool rows = src->mode == kRows;
+      const auto& row = rows ? kKernels<T, kRows>[(n + W - 1) / W - 1] : kKernels<T, kCols>[(n + W - 1) / W - 1];
+      for (int64_t i = 0; i < mc; i += MR)
+        row[std::min<int64_t>(MR, mc - i) - 1](kc, src->A + i * src->rsa, rows ? src->rsa : src->csa, b,
+                                               C + i * ldc + j, ldc, n, add);
+      continue;
+    }
+    const auto& row = kKernels<T, kPacked>[(n + W - 1) / W - 1];
+    for (int64_t i = 0; i < mc; i += MR) {
+      const int m = int(std::min<int64_t>(MR, mc - i));
+      if (src && s == s0)
+        pack_A_sliver(m, kc, src->A + i * src->rsa, src->rsa, src->csa, pa + i * kc,
+                      mc - i >= 2 * MR ? src->A + (i + MR) * src->rsa : nullptr);
+      row[m - 1](kc, pa + i * kc, 0, b, C + i * ldc + j, ldc, n, add);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Workspace: one 64-byte aligned buffer per calling thread, grown on demand and reused across calls.
+// ------------------------------------------------------------------------------------------------------------
+struct Workspace {
+  void* ptr = nullptr;
+  std::size_t bytes = 0;
+  ~Workspace() { release(); }
+  void release() {
+    if (ptr) ::operator delete(ptr, std::align_val_t(64));
+    ptr = nullptr;
+    bytes = 0;
+  }
+  void* get(std::size_t n) {
+    if (n > bytes) {
+      release();
+      ptr = ::operator new(n, std::align_val_t(64));
+      bytes = n;
+    }
+    return ptr;
+  }
+};
+
+template <class T>
+T* workspace(std::size_t elems) {
+  static thread_local Workspace ws;
+  return static_cast<T*>(ws.get(elems * sizeof(T)));
+}
+
+constexpr int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Buffer sizes (elements, rounded to whole cache lines) for one product.
+template <class T>
+struct Sizes {
+  int64_t a, b;
+  Sizes(int64_t M, int64_t N, int64_t K) {
+    using C = Cfg<T>;
+    const int64_t kc = std::min<int64_t>(K, C::KC);
+    a = round_up(std::min<int64_t>(round_up(M, C::MR), C::MC) * kc, 64);
+    b = round_up(std::min<int64_t>(round_up(N, C::NR), C::NC) * kc, 64);
+  }
+};
+
+template <class T>
+void zero_or_keep(int64_t M, int64_t N, T* C, int64_t ldc, bool accumulate) {
+  if (accumulate) return;
+  for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, T(0));
+}
+
+// Read A in place instead of packing it? Packing costs about as much as a few B slivers' worth of arithmetic, so
+// skip it when A has one unit stride and each A element is used by few B slivers (N <= 16 NR) -- except when the
+// other stride is a multiple of 4 KiB: then the lines read side by side all fall into the same cache sets and
+// evict each other, and the packed copy is faster.
+template <class T>
+AMode a_mode(int64_t N, int64_t rsa, int64_t csa) {
+  if (N > 16 * Cfg<T>::NR) return kPacked;
+  if (csa == 1 && (rsa * int64_t(sizeof(T))) % 4096 != 0) return kRows;
+  if (rsa == 1 && (csa * int64_t(sizeof(T))) % 4096 != 0) return kCols;
+  return kPacked;
+}
+
+// One product on the calling thread, with caller-provided pack buffers.
+template <class T>
+void gemm_serial(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
+                 int64_t csb, T* C, int64_t ldc, bool accumulate, T* pa, T* pb) {
+  using Cf = Cfg<T>;
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) return zero_or_keep(M, N, C, ldc, accumulate);
+  const AMode amode = a_mode<T>(N, rsa, csa);
+  for (int64_t jc = 0; jc < N; jc += Cf::NC) {
+    const int64_t nc = std::min<int64_t>(Cf::NC, N - jc);
+    const int64_t ns = (nc + Cf::NR - 1) / Cf::NR;
+    for (int64_t pc = 0; pc < K; pc += Cf::KC) {
+      const int64_t kc = std::min<int64_t>(Cf::KC, K - pc);
+      const bool add = accumulate || pc > 0;
+      pack_B(kc, 0, nc, B + pc * rsb + jc * csb, rsb, csb, pb);
+      for (int64_t ic = 0; ic < M; ic += Cf::MC) {
+        const int64_t mc = std::min<int64_t>(Cf::MC, M - ic);
+        const ASource<T> src{A + ic * rsa + pc * csa, rsa, csa, amode};
+        macro_kernel(mc, nc, kc, &src, pa, pb, C + ic * ldc + jc, ldc, add, 0, ns);
+      }
+    }
+  }
+}
+
+// [lo, hi) of n items for part t of p (contiguous, sizes differ by at most one).
+inline void split_range(int64_t n, int p, int t, int64_t& lo, int64_t& hi) {
+  lo = n * t / p;
+  hi = n * (t + 1) / p;
+}
+
+// Threads to use for one product of this size: forking and joining costs a few microseconds.
+int threads_for(int64_t M, int64_t N, int64_t K) {
+  int nt = num_threads();
+#ifdef _OPENMP
+  if (omp_in_parallel()) return 1;
+#else
+  return 1;
+#endif
+  const double work = double(M) * double(N) * double(K);
+  if (work < 48.0 * 48.0 * 48.0) return 1;
+  return nt;
+}
+
+// One product on nt threads. C is cut into nt independent blocks, whole rows when there are enough MR-slivers
+// of rows to go round, else whole NR-slivers of columns, and each thread multiplies its block on its own, with
+// its own pack buffers. The threads never wait for each other inside the product (one fork, one join): packing
+// the shared operand twice costs a little (about K*N element copies per thread for a row split), but a thread
+// that the OS schedules late -- common on a busy laptop -- delays only the join, not every KC step.
+template <class T>
+void gemm_parallel(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
+                   int64_t csb, T* C, int64_t ldc, bool accumulate, int nt) {
+  const Sizes<T> sz(M, N, K);
+  if (nt <= 1) {
+    T* ws = workspace<T>(sz.a + sz.b);
+    return gemm_serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, ws, ws + sz.a);
+  }
+#ifdef _OPENMP
+  using Cf = Cfg<T>;
+  const int64_t m_slivers = (M + Cf::MR - 1) / Cf::MR, n_slivers = (N + Cf::NR - 1) / Cf::NR;
+  const bool split_m = m_slivers >= 4 * nt || m_slivers >= n_slivers;
+  const int64_t per = sz.a + sz.b;
+  T* ws = workspace<T>(per * nt);
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), p = omp_get_num_threads();
+    T* pa = ws + per * t;
+    int64_t s0, s1;
+    if (split_m) {
+      split_range(m_slivers, p, t, s0, s1);
+      const int64_t i0 = s0 * Cf::MR, i1 = std::min(M, s1 * Cf::MR);
+      if (i1 > i0)
+        gemm_serial(i1 - i0, N, K, A + i0 * rsa, rsa, csa, B, rsb, csb, C + i0 * ldc, ldc, accumulate, pa, pa + sz.a);
+    } else {
+      split_range(n_slivers, p, t, s0, s1);
+      const int64_t j0 = s0 * Cf::NR, j1 = std::min(N, s1 * Cf::NR);
+      if (j1 > j0)
+        gemm_serial(M, j1 - j0, K, A, rsa, csa, B + j0 * csb, rsb, csb, C + j0, ldc, accumulate, pa, pa + sz.a);
+    }
+  }
+#endif
+}
+
+template <class T>
+void gemm_impl(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
+               int64_t csb, T* C, int64_t ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) return zero_or_keep(M, N, C, ldc, accumulate);
+  gemm_parallel(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, threads_for(M, N, K));
+}
+
+template <class T>
+void gemm_batched_impl(int64_t batch, const int64_t* a_off, const int64_t* b_off, const int64_t* c_off, int64_t M,
+                       int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
+                       int64_t csb, T* C, int64_t ldc, bool accumulate) {
+  if (batch <= 0 || M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    for (int64_t b = 0; b < batch; ++b) zero_or_keep(M, N, C + c_off[b], ldc, accumulate);
+    return;
+  }
+  const int nt = threads_for(M * batch, N, K);
+  const Sizes<T> sz(M, N, K);
+  // Whole matrices per thread when there are enough of them, or when each is too small to split well.
+  const bool small = double(M) * double(N) * double(K) < 256.0 * 256.0 * 256.0;
+  const bool over_batch = nt > 1 && batch >= nt && (small || batch % nt == 0 || batch >= 4 * nt);
+  if (nt <= 1 || !over_batch) {
+    const int nt1 = nt <= 1 ? 1 : threads_for(M, N, K);
+    for (int64_t b = 0; b < batch; ++b)
+      gemm_parallel(M, N, K, A + a_off[b], rsa, csa, B + b_off[b], rsb, csb, C + c_off[b], ldc, accumulate, nt1);
+    return;
+  }
+#ifdef _OPENMP
+  const int64_t per = sz.a + sz.b;
+  T* ws = workspace<T>(per * nt);
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), p = omp_get_num_threads();
+    int64_t b0, b1;
+    split_range(batch, p, t, b0, b1);  // contiguous runs keep broadcast operands warm in cache
+    T* pa = ws + per * t;
+    for (int64_t b = b0; b < b1; ++b)
+      gemm_serial(M, N, K, A + a_off[b], rsa, csa, B + b_off[b], rsb, csb, C + c_off[b], ldc, accumulate, pa,
+                  pa + sz.a);
+  }
+#endif
+}
+
+}  // namespace
+
+void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t rsa, int64_t csa, const float* B, int64_t rsb,
+          int64_t csb, float* C, int64_t ldc, bool accumulate) {
+  gemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+}
+void gemm(int64_t M, int64_t N, int64_t K, const double* A, int64_t rsa, int64_t csa, const double* B, int64_t rsb,
+          int64_t csb, double* C, int64_t ldc, bool accumulate) {
+  gemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+}
+void gemm_batched(int64_t batch, const int64_t* a_off, const int64_t* b_off, const int64_t* c_off, int64_t M,
+                  int64_t N, int64_t K, const float* A, int64_t rsa, int64_t csa, const float* B, int64_t rsb,
+                  int64_t csb, float* C, int64_t ldc, bool accumulate) {
+  gemm_batched_impl(batch, a_off, b_off, c_off, M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+}
+void gemm_batched(int64_t batch, const int64_t* a_off, const int64_t* b_off, const int64_t* c_off, int64_t M,
+                  int64_t N, int64_t K, const double* A, int64_t rsa, int64_t csa, const double* B, int64_t rsb,
+                  int64_t csb, double* C, int64_t ldc, bool accumulate) {
+  gemm_batched_impl(batch, a_off, b_off, c_off, M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+}
+
+}  // namespace qkvlab

@@ -1,0 +1,140 @@
+// Private helpers shared by the kernel files tensor/ops_*.cpp (not part of the public API; include tensor/ops.h).
+//
+// The building blocks:
+//   parallel_strided_loop  strided_loop (tensor/iter.h) split into chunks along the largest dim and run on
+//                          OpenMP threads when there is enough work; body(off, n, inner) as in strided_loop.
+//   for_each_row           calls row(offsets) once per 1-D "row" along one dim (softmax, max, layer norm, ...).
+//   check_same_dtype       "add: expected operands of the same dtype, got float32 and float64"
+#pragma once
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "tensor/array.h"
+#include "tensor/iter.h"
+#include "tensor/parallel.h"
+
+namespace qkvlab::detail {
+
+// Below this many elements (times the per-element cost) a kernel stays on one thread: thread start-up costs
+// a few microseconds, about what a core needs for ~30k simple float ops.
+constexpr int64_t kGrain = 32768;
+
+inline void check_defined(const Array& a, const char* op) { check(a.defined(), op, ": the array is undefined"); }
+
+inline void check_same_dtype(const Array& a, const Array& b, const char* op) {
+  check_defined(a, op);
+  check_defined(b, op);
+  check(a.dtype() == b.dtype(), op, ": expected operands of the same dtype, got ", dtype_name(a.dtype()), " and ",
+        dtype_name(b.dtype()));
+}
+
+// Runs strided_loop over the sub-range [begin, end) of `dim`, with offsets relative to the full operands.
+template <size_t N, class Body>
+void strided_loop_range(const Shape& shape, const std::array<Strides, N>& strides, size_t dim, int64_t begin,
+                        int64_t end, Body& body) {
+  Shape sub = shape;
+  sub[dim] = end - begin;
+  std::array<int64_t, N> base;
+  std::array<const Strides*, N> sp;
+  for (size_t k = 0; k < N; ++k) {
+    base[k] = begin * strides[k][dim];
+    sp[k] = &strides[k];
+  }
+  strided_loop<N>(sub, sp, [&](std::array<int64_t, N> off, int64_t n, const std::array<int64_t, N>& inner) {
+    for (size_t k = 0; k < N; ++k) off[k] += base[k];
+    body(off, n, inner);
+  });
+}
+
+// How many chunks `numel` elements of `cost` each are worth splitting into (1 = run serially).
+inline int64_t chunk_count(int64_t numel, int64_t cost, int64_t dim_size) {
+  const int threads = num_threads();
+  if (threads <= 1) return 1;
+  const int64_t work = numel * std::max<int64_t>(cost, 1);
+  if (work < 2 * kGrain) return 1;
+  return std::min<int64_t>({dim_size, work / kGrain, int64_t{threads} * 4});
+}
+
+// strided_loop on several threads. The body must only write to locations that belong to its elements (the
+// output of an elementwise kernel is never expanded, so chunks never race). `cost` is a rough per-element
+// cost in units of one add (e.g. the row length for a per-row body).
+template <size_t N, class Body>
+void parallel_strided_loop(const Shape& shape, const std::array<const Strides*, N>& strides, Body&& body,
+                           int64_t cost = 1) {
+  const int64_t numel = shape_numel(shape);
+  if (numel == 0) return;
+  size_t split = 0;  // split the largest dim
+  for (size_t d = 1; d < shape.size(); ++d)
+    if (shape[d] > shape[split]) split = d;
+  const int64_t chunks = shape.empty() ? 1 : chunk_count(numel, cost, shape[split]);
+  if (chunks <= 1) {
+    strided_loop<N>(shape, strides, body);
+    return;
+  }
+  std::array<Strides, N> st;
+  for (size_t k = 0; k < N; ++k) st[k] = *strides[k];
+  const int64_t size = shape[split];
+#pragma omp parallel for num_threads(num_threads()) schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    strided_loop_range<N>(shape, st, split, size * c / chunks, size * (c + 1) / chunks, body);
+  }
+}
+
+// Shape and strides with one dim removed.
+inline Shape drop_dim(const Shape& s, int64_t dim) {
+  Shape out = s;
+  out.erase(out.begin() + dim);
+  return out;
+}
+
+// Calls row(offsets) for every index of `shape` with `dim` removed; offsets[k] is operand k's offset of the
+// row's first element (step along the row with operand k's stride at `dim`). Rows run in parallel.
+template <size_t N, class Row>
+void for_each_row(const Shape& shape, int64_t dim, const std::array<const Strides*, N>& strides, Row&& row) {
+  const Shape outer = drop_dim(shape, dim);
+  std::array<Strides, N> ost;
+  std::array<const Strides*, N> op;
+  for (size_t k = 0; k < N; ++k) {
+    ost[k] = drop_dim(*strides[k], dim);
+    op[k] = &ost[k];
+  }
+  parallel_strided_loop<N>(
+      outer, op,
+      [&](const std::array<int64_t, N>& off, int64_t n, const std::array<int64_t, N>& inner) {
+        std::array<int64_t, N> o = off;
+        for (int64_t i = 0; i < n; ++i) {
+          row(o);
+          for (size_t k = 0; k < N; ++k) o[k] += inner[k];
+        }
+      },
+      shape[dim] * 4);
+}
+
+// The strides of a contiguous array of shape `outer` (= shape with `dim` removed), re-inserted with stride 0
+// at `dim`: lets a per-row output (mean, rstd, lse) ride along in for_each_row.
+inline Strides row_output_strides(const Shape& shape, int64_t dim) {
+  Strides st = contiguous_strides(drop_dim(shape, dim));
+  st.insert(st.begin() + dim, 0);
+  return st;
+}
+
+// Sum of n elements p[0], p[s], ... in double with 8 independent partial sums (fast, and far more accurate than
+// one running float sum).
+template <class T>
+inline double sum_run(const T* p, int64_t n, int64_t s) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  if (s == 1) {
+    for (; i + 8 <= n; i += 8)
+      for (int j = 0; j < 8; ++j) acc[j] += static_cast<double>(p[i + j]);
+  } else {
+    for (; i + 8 <= n; i += 8)
+      for (int j = 0; j < 8; ++j) acc[j] += static_cast<double>(p[(i + j) * s]);
+  }
+  for (; i < n; ++i) acc[0] += static_cast<double>(p[i * s]);
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+}  // namespace qkvlab::detail

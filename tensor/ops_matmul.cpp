@@ -1,0 +1,74 @@
+// matmul: NumPy semantics on top of one gemm_batched call (tensor/gemm.h).
+//
+//   (..., M, K) @ (..., K, N) -> (..., M, N)   batch dims broadcast (a broadcast dim has stride 0, so its
+//                                              batch entries share one operand: offsets repeat, nothing is copied)
+//   (K,) @ (..., K, N) -> (..., N)             a vector on the left is a 1 x K row, dropped from the result
+//   (..., M, K) @ (K,) -> (..., M)             a vector on the right is a K x 1 column, dropped from the result
+//
+// Operands are passed with the strides of their last two dims, so a transposed view (x.mT()) is read in place.
+#include "tensor/gemm.h"
+#include "tensor/ops.h"
+#include "tensor/ops_detail.h"
+
+namespace qkvlab {
+
+Array matmul(const Array& a_in, const Array& b_in) {
+  const char* op = "matmul";
+  detail::check_same_dtype(a_in, b_in, op);
+  check(a_in.ndim() >= 1 && b_in.ndim() >= 1, op, ": both operands need at least 1 dim, got ",
+        shape_str(a_in.shape()), " @ ", shape_str(b_in.shape()));
+  const bool a_vec = a_in.ndim() == 1, b_vec = b_in.ndim() == 1;
+  const Array a = a_vec ? a_in.unsqueeze(0) : a_in;   // (K,) -> (1,K)
+  const Array b = b_vec ? b_in.unsqueeze(1) : b_in;   // (K,) -> (K,1)
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  check(b.size(-2) == K, op, ": inner dims differ: ", shape_str(a_in.shape()), " @ ", shape_str(b_in.shape()));
+
+  // Batch dims: broadcast, then each operand expanded to them (stride 0 where it broadcasts).
+  const Shape a_batch(a.shape().begin(), a.shape().end() - 2), b_batch(b.shape().begin(), b.shape().end() - 2);
+  Shape batch;
+  try {
+    batch = broadcast_shapes(a_batch, b_batch, op);
+  } catch (const Error&) {
+    fail(op, ": batch dims do not broadcast: ", shape_str(a_in.shape()), " @ ", shape_str(b_in.shape()));
+  }
+  Shape a_full = batch, b_full = batch;
+  a_full.insert(a_full.end(), {M, K});
+  b_full.insert(b_full.end(), {K, N});
+  const Array ae = a.expand(a_full), be = b.expand(b_full);
+
+  Shape out_shape = batch;
+  if (!a_vec) out_shape.push_back(M);
+  if (!b_vec) out_shape.push_back(N);
+  return dispatch_float(a.dtype(), op, [&](auto z) {
+    using T = decltype(z);
+    Array out = Array::empty(out_shape, a.dtype());  // contiguous (..., M, N) whichever dims were dropped
+    const int64_t nb = shape_numel(batch);
+    if (nb == 0 || M == 0 || N == 0) return out;
+    // Element offsets of each batch entry, in row-major batch order.
+    std::vector<int64_t> a_off(static_cast<size_t>(nb)), b_off(static_cast<size_t>(nb)), c_off(static_cast<size_t>(nb));
+    const size_t nd = batch.size();
+    std::vector<int64_t> idx(nd, 0);
+    int64_t ao = 0, bo = 0;
+    for (int64_t i = 0; i < nb; ++i) {
+      a_off[i] = ao;
+      b_off[i] = bo;
+      c_off[i] = i * M * N;
+      for (size_t d = nd; d-- > 0;) {  // odometer
+        if (++idx[d] < batch[d]) {
+          ao += ae.strides()[d];
+          bo += be.strides()[d];
+          break;
+        }
+        ao -= ae.strides()[d] * (batch[d] - 1);
+        bo -= be.strides()[d] * (batch[d] - 1);
+        idx[d] = 0;
+      }
+    }
+    const size_t r = nd;  // the matrix dims of the expanded operands
+    gemm_batched(nb, a_off.data(), b_off.data(), c_off.data(), M, N, K, ae.data<T>(), ae.strides()[r],
+                 ae.strides()[r + 1], be.data<T>(), be.strides()[r], be.strides()[r + 1], out.data<T>(), N, false);
+    return out;
+  });
+}
+
+}  // namespace qkvlab

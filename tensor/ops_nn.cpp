@@ -1,0 +1,359 @@
+// Neural-network kernels that work row by row: softmax / log_softmax and their backwards, layer norm and its
+// fused backward, cross-entropy and its backward.
+//
+// Each is a detail::for_each_row loop: one call per 1-D row along the normalised dim, with the row's element
+// offset in every operand (per-row outputs such as mean, rstd and lse ride along with stride 0 on that dim).
+// Rows may have any stride, so softmax over dim 0 of a transposed view needs no copy. Row sums are in double.
+#include <cmath>
+#include <limits>
+
+#include "tensor/ops.h"
+#include "tensor/ops_detail.h"
+
+namespace qkvlab {
+
+using detail::check_defined;
+using detail::check_same_dtype;
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Max of a row, NaN-propagating: a NaN anywhere makes the max NaN (so the whole softmax row becomes NaN).
+template <class T>
+inline T row_max(const T* x, int64_t n, int64_t s) {
+  T m = -std::numeric_limits<T>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = x[i * s];
+    if (v > m || v != v) m = v;
+    if (m != m) break;
+  }
+  return m;
+}
+
+// softmax (kLog = false) or log_softmax (kLog = true) of one row.
+template <bool kLog, class T>
+inline void softmax_row(const T* x, int64_t sx, T* y, int64_t sy, int64_t n) {
+  const T m = row_max(x, n, sx);
+  if (m == -std::numeric_limits<T>::infinity()) {  // every entry is -inf (a fully masked row): see ops.h
+    for (int64_t i = 0; i < n; ++i) y[i * sy] = kLog ? -std::numeric_limits<T>::infinity() : T(0);
+    return;
+  }
+  double s = 0.0;
+  if constexpr (kLog) {
+    for (int64_t i = 0; i < n; ++i) s += static_cast<double>(std::exp(x[i * sx] - m));
+    // (x - m) - log(s), not x - (m + log(s)): with |m| = 1e4 a float lse would lose 3 digits.
+    const T ls = static_cast<T>(std::log(s));
+    for (int64_t i = 0; i < n; ++i) y[i * sy] = (x[i * sx] - m) - ls;
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const T e = std::exp(x[i * sx] - m);
+      y[i * sy] = e;
+      s += static_cast<double>(e);
+    }
+    const T inv = static_cast<T>(1.0 / s);
+    for (int64_t i = 0; i < n; ++i) y[i * sy] *= inv;
+  }
+}
+
+template <bool kLog>
+Array softmax_impl(const Array& a, int64_t dim, const char* op) {
+  check_defined(a, op);
+  if (a.ndim() == 0) {  // a 0-d tensor is one row of one element
+    wrap_dim(dim, 1, op);
+    return softmax_impl<kLog>(a.reshape({1}), 0, op).reshape({});
+  }
+  const int64_t d = wrap_dim(dim, a.ndim(), op);
+  return dispatch_float(a.dtype(), op, [&](auto z) {
+    using T = decltype(z);
+    Array out = Array::empty(a.shape(), a.dtype());
+    const T* x = a.data<T>();
+    T* y = out.data<T>();
+    const int64_t n = a.shape()[d], sx = a.strides()[d], sy = out.strides()[d];
+    detail::for_each_row<2>(a.shape(), d, {&a.strides(), &out.strides()}, [&](const std::array<int64_t, 2>& off) {
+      if (sx == 1 && sy == 1) softmax_row<kLog>(x + off[0], 1, y + off[1], 1, n);  // unit strides: vectorizable
+      else softmax_row<kLog>(x + off[0], sx, y + off[1], sy, n);
+    });
+    return out;
+  });
+}
+
+// dx for softmax (kLog = false): y * (g - sum(g * y)); for log_softmax: g - exp(y) * sum(g).
+template <bool kLog>
+Array softmax_backward_impl(const Array& y, const Array& grad, int64_t dim, const char* op) {
+  check_same_dtype(y, grad, op);
+  check(y.shape() == grad.shape(), op, ": y ", shape_str(y.shape()), " and grad ", shape_str(grad.shape()),
+        " differ in shape");
+  if (y.ndim() == 0) {
+    wrap_dim(dim, 1, op);
+    return softmax_backward_impl<kLog>(y.reshape({1}), grad.reshape({1}), 0, op).reshape({});
+  }
+  const int64_t d = wrap_dim(dim, y.ndim(), op);
+  return dispatch_float(y.dtype(), op, [&](auto z) {
+    using T = decltype(z);
+    Array out = Array::empty(y.shape(), y.dtype());
+    const T* yp = y.data<T>();
+    const T* gp = grad.data<T>();
+    T* op_ = out.data<T>();
+    const int64_t n = y.shape()[d], sy = y.strides()[d], sg = grad.strides()[d], so = out.strides()[d];
+    detail::for_each_row<3>(y.shape(), d, {&y.strides(), &grad.strides(), &out.strides()},
+                            [&](const std::array<int64_t, 3>& off) {
+                              const T* yr = yp + off[0];
+                              const T* gr = gp + off[1];
+                              T* o = op_ + off[2];
+                              double s = 0.0;
+                              if constexpr (kLog) {
+                                for (int64_t i = 0; i < n; ++i) s += static_cast<double>(gr[i * sg]);
+                                const T st = static_cast<T>(s);
+                                for (int64_t i = 0; i < n; ++i) o[i * so] = gr[i * sg] - std::exp(yr[i * sy]) * st;
+                              } else {
+                                for (int64_t i = 0; i < n; ++i)
+                                  s += static_cast<double>(gr[i * sg]) * static_cast<double>(yr[i * sy]);
+                                const T st = static_cast<T>(s);
+                                for (int64_t i = 0; i < n; ++i) o[i * so] = yr[i * sy] * (gr[i * sg] - st);
+                              }
+                            });
+    return out;
+  });
+}
+
+void check_vector_param(const Array& p, const Array& x, int64_t c, const char* op, const char* name) {
+  if (!p.defined()) return;
+  check(p.dtype() == x.dtype(), op, ": ", name, " is ", dtype_name(p.dtype()), " but x is ", dtype_name(x.dtype()));
+  check(p.ndim() == 1 && p.shape()[0] == c, op, ": expected ", name, " of shape (", c, ",) for x ",
+        shape_str(x.shape()), ", got ", shape_str(p.shape()));
+}
+
+// Sums grad-like (..., C) over every dim but the last: (C,).
+Array sum_leading(const Array& a) {
+  if (a.ndim() == 1) return a.clone();
+  std::vector<int64_t> dims;
+  for (int64_t d = 0; d + 1 < a.ndim(); ++d) dims.push_back(d);
+  return sum(a, dims, false);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- softmax family
+
+Array softmax(const Array& a, int64_t dim) { return softmax_impl<false>(a, dim, "softmax"); }
+Array log_softmax(const Array& a, int64_t dim) { return softmax_impl<true>(a, dim, "log_softmax"); }
+Array softmax_backward(const Array& y, const Array& grad, int64_t dim) {
+  return softmax_backward_impl<false>(y, grad, dim, "softmax_backward");
+}
+Array log_softmax_backward(const Array& y, const Array& grad, int64_t dim) {
+  return softmax_backward_impl<true>(y, grad, dim, "log_softmax_backward");
+}
+
+// ---------------------------------------------------------------- layer norm
+
+LayerNormOut layer_norm(const Array& x, const Array& weight, const Array& bias, double eps) {
+  const char* op = "layer_norm";
+  check_defined(x, op);
+  check(x.ndim() >= 1, op, ": expected at least 1 dim, got shape ", shape_str(x.shape()));
+  const int64_t nd = x.ndim(), c = x.shape()[nd - 1];
+  check(c > 0, op, ": the last dim of ", shape_str(x.shape()), " is empty");
+  check(eps >= 0, op, ": expected eps >= 0, got ", eps);
+  check_vector_param(weight, x, c, op, "weight");
+  check_vector_param(bias, x, c, op, "bias");
+  return dispatch_float(x.dtype(), op, [&](auto z) {
+    using T = decltype(z);
+    const Shape rows = detail::drop_dim(x.shape(), nd - 1);
+    LayerNormOut out{Array::empty(x.shape(), x.dtype()), Array::empty(rows, x.dtype()), Array::empty(rows, x.dtype())};
+    const Strides rst = detail::row_output_strides(x.shape(), nd - 1);
+    const T* xp = x.data<T>();
+    T* yp = out.y.data<T>();
+    T* mp = out.mean.data<T>();
+    T* rp = out.rstd.data<T>();
+    const T* wp = weight.defined() ? weight.data<T>() : nullptr;
+    const T* bp = bias.defined() ? bias.data<T>() : nullptr;
+    const int64_t sw = weight.defined() ? weight.strides()[0] : 0, sb = bias.defined() ? bias.strides()[0] : 0;
+    const int64_t sx = x.strides()[nd - 1];
+    detail::for_each_row<3>(x.shape(), nd - 1, {&x.strides(), &out.y.strides(), &rst},
+                            [&](const std::array<int64_t, 3>& off) {
+                              const T* xr = xp + off[0];
+                              T* yr = yp + off[1];
+                              // Shifted by the first element: exact for a constant row (mean = x, var = 0, so
+                              // y = bias with no rounding noise), and more accurate when |mean| >> std.
+                              const double shift = static_cast<double>(xr[0]);
+                              double s = 0.0;
+                              for (int64_t i = 0; i < c; ++i) s += static_cast<double>(xr[i * sx]) - shift;
+                              const double mean = shift + s / static_cast<double>(c);
+                              double v = 0.0;
+                              for (int64_t i = 0; i < c; ++i) {
+                                const double d = static_cast<double>(xr[i * sx]) - mean;
+                                v += d * d;
+                              }
+                              const double rstd = 1.0 / std::sqrt(v / static_cast<double>(c) + eps);
+                              mp[off[2]] = static_cast<T>(mean);
+                              rp[off[2]] = static_cast<T>(rstd);
+                              const T mu = static_cast<T>(mean), r = static_cast<T>(rstd);
+                              for (int64_t i = 0; i < c; ++i) {
+                                T h = (xr[i * sx] - mu) * r;
+                                if (wp) h *= wp[i * sw];
+                                if (bp) h += bp[i * sb];
+                                yr[i] = h;
+                              }
+                            });
+    return out;
+  });
+}
+
+LayerNormGrads layer_norm_backward(const Array& grad, const Array& x, const Array& mean, const Array& rstd,
+                                   const Array& weight, bool has_bias) {
+  const char* op = "layer_norm_backward";
+  check_same_dtype(grad, x, op);
+  check_same_dtype(mean, x, op);
+  check_same_dtype(rstd, x, op);
+  check(x.ndim() >= 1 && grad.shape() == x.shape(), op, ": grad ", shape_str(grad.shape()), " and x ",
+        shape_str(x.shape()), " differ in shape");
+  const int64_t nd = x.ndim(), c = x.shape()[nd - 1];
+  const Shape rows = detail::drop_dim(x.shape(), nd - 1);
+  check(mean.shape() == rows && rstd.shape() == rows, op, ": expected mean and rstd of shape ", shape_str(rows),
+        ", got ", shape_str(mean.shape()), " and ", shape_str(rstd.shape()));
+  check_vector_param(weight, x, c, op, "weight");
+  return dispatch_float(x.dtype(), op, [&](auto z) {
+    using T = decltype(z);
+    LayerNormGrads out;
+    out.dx = Array::empty(x.shape(), x.dtype());
+    Array gxhat;  // grad * xhat, summed over rows for dweight
+    if (weight.defined()) gxhat = Array::empty(x.shape(), x.dtype());
+    Strides mst = mean.strides(), rst = rstd.strides();  // per-row arrays, stride 0 along the row
+    mst.push_back(0);
+    rst.push_back(0);
+    const T* gp = grad.data<T>();
+    const T* xp = x.data<T>();
+    const T* mp = mean.data<T>();
+    const T* rp = rstd.data<T>();
+    const T* wp = weight.defined() ? weight.data<T>() : nullptr;
+    const int64_t sw = weight.defined() ? weight.strides()[0] : 0;
+    T* dxp = out.dx.data<T>();
+    T* gxp = weight.defined() ? gxhat.data<T>() : nullptr;
+    const int64_t sg = grad.strides()[nd - 1], sx = x.strides()[nd - 1];
+    const Strides& ost = out.dx.strides();  // gxhat has the same (contiguous) strides
+    detail::for_each_row<5>(
+        x.shape(), nd - 1, {&grad.strides(), &x.strides(), &mst, &rst, &ost}, [&](const std::array<int64_t, 5>& off) {
+          const T* g = gp + off[0];
+          const T* xr = xp + off[1];
+          const T mu = mp[off[2]], r = rp[off[3]];
+          // dxhat = g * w;  dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+          double s1 = 0.0, s2 = 0.0;
+          for (int64_t i = 0; i < c; ++i) {
+            const T xh = (xr[i * sx] - mu) * r;
+            const T dxh = wp ? g[i * sg] * wp[i * sw] : g[i * sg];
+            s1 += static_cast<double>(dxh);
+            s2 += static_cast<double>(dxh) * static_cast<double>(xh);
+            if (gxp) gxp[off[4] + i] = g[i * sg] * xh;
+          }
+          const T m1 = static_cast<T>(s1 / static_cast<double>(c)), m2 = static_cast<T>(s2 / static_cast<double>(c));
+          T* d = dxp + off[4];
+          for (int64_t i = 0; i < c; ++i) {
+            const T xh = (xr[i * sx] - mu) * r;
+            const T dxh = wp ? g[i * sg] * wp[i * sw] : g[i * sg];
+            d[i] = r * (dxh - m1 - xh * m2);
+          }
+        });
+    if (weight.defined()) out.dweight = sum_leading(gxhat);
+    if (has_bias) out.dbias = sum_leading(grad);
+    return out;
+  });
+}
+
+// ---------------------------------------------------------------- cross-entropy
+
+namespace {
+void check_ce_args(const Array& logits, const Array& targets, int64_t ignore_index, const char* op) {
+  check_defined(logits, op);
+  check_defined(targets, op);
+  check(logits.ndim() == 2, op, ": expected logits of shape (N,C), got ", shape_str(logits.shape()));
+  check(targets.dtype() == DType::I64, op, ": expected int64 targets, got ", dtype_name(targets.dtype()));
+  check(targets.ndim() == 1 && targets.shape()[0] == logits.shape()[0], op, ": expected targets of shape (",
+        logits.shape()[0], ",) for logits ", shape_str(logits.shape()), ", got ", shape_str(targets.shape()));
+  const int64_t n = logits.shape()[0], c = logits.shape()[1], st = targets.strides()[0];
+  const int64_t* t = targets.data<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {  // checked up front: kernels on threads must not throw
+    const int64_t v = t[i * st];
+    check(v == ignore_index || (v >= 0 && v < c), op, ": target ", v, " at row ", i, " is out of range for ", c,
+          " classes");
+  }
+}
+}  // namespace
+
+CrossEntropyOut cross_entropy(const Array& logits, const Array& targets, int64_t ignore_index) {
+  const char* op = "cross_entropy";
+  check_ce_args(logits, targets, ignore_index, op);
+  return dispatch_float(logits.dtype(), op, [&](auto z) {
+    using T = decltype(z);
+    const int64_t n = logits.shape()[0], c = logits.shape()[1];
+    CrossEntropyOut out{Array(), Array::empty({n}, logits.dtype()), 0};
+    std::vector<double> row_loss(static_cast<size_t>(n), 0.0);
+    const T* x = logits.data<T>();
+    const int64_t* t = targets.data<int64_t>();
+    T* lse = out.lse.data<T>();
+    const int64_t sc = logits.strides()[1];
+    const Strides rst = detail::row_output_strides(logits.shape(), 1);  // (1, 0): row index
+    const Strides tst{targets.strides()[0], 0};
+    detail::for_each_row<3>(logits.shape(), 1, {&logits.strides(), &rst, &tst},
+                            [&](const std::array<int64_t, 3>& off) {
+                              const T* xr = x + off[0];
+                              const T m = row_max(xr, c, sc);
+                              double l;
+                              if (m == -std::numeric_limits<T>::infinity() || m != m) {
+                                l = static_cast<double>(m);  // all -inf: lse = -inf; NaN stays NaN
+                              } else {
+                                double s = 0.0;
+                                for (int64_t i = 0; i < c; ++i) s += static_cast<double>(std::exp(xr[i * sc] - m));
+                                l = static_cast<double>(m) + std::log(s);
+                              }
+                              lse[off[1]] = static_cast<T>(l);
+                              const int64_t tv = t[off[2]];
+                              if (tv != ignore_index) row_loss[off[1]] = l - static_cast<double>(xr[tv * sc]);
+                            });
+    double total = 0.0;
+    const int64_t st = targets.strides()[0];
+    for (int64_t i = 0; i < n; ++i)
+      if (t[i * st] != ignore_index) {
+        total += row_loss[i];
+        out.count++;
+      }
+    // No counted rows: the loss is 0 (not 0/0 = NaN), see ops.h.
+    out.loss = Array::scalar(out.count ? total / static_cast<double>(out.count) : 0.0, logits.dtype());
+    return out;
+  });
+}
+
+Array cross_entropy_backward(const Array& logits, const Array& targets, const Array& lse, int64_t count,
+                             double grad, int64_t ignore_index) {
+  const char* op = "cross_entropy_backward";
+  check_ce_args(logits, targets, ignore_index, op);
+  check_same_dtype(logits, lse, op);
+  check(lse.ndim() == 1 && lse.shape()[0] == logits.shape()[0], op, ": expected lse of shape (", logits.shape()[0],
+        ",), got ", shape_str(lse.shape()));
+  check(count >= 0, op, ": expected count >= 0, got ", count);
+  return dispatch_float(logits.dtype(), op, [&](auto z) {
+    using T = decltype(z);
+    const int64_t c = logits.shape()[1];
+    Array out = Array::zeros(logits.shape(), logits.dtype());
+    if (count == 0) return out;  // nothing counted: the loss was the constant 0
+    const T scale = static_cast<T>(grad / static_cast<double>(count));
+    const T* x = logits.data<T>();
+    const int64_t* t = targets.data<int64_t>();
+    const T* lp = lse.data<T>();
+    T* o = out.data<T>();
+    const int64_t sc = logits.strides()[1];
+    const Strides lst{lse.strides()[0], 0}, tst{targets.strides()[0], 0};
+    detail::for_each_row<4>(logits.shape(), 1, {&logits.strides(), &lst, &tst, &out.strides()},
+                            [&](const std::array<int64_t, 4>& off) {
+                              const int64_t tv = t[off[2]];
+                              if (tv == ignore_index) return;  // stays 0
+                              const T* xr = x + off[0];
+                              const T l = lp[off[1]];
+                              T* orow = o + off[3];
+                              for (int64_t i = 0; i < c; ++i) orow[i] = std::exp(xr[i * sc] - l) * scale;
+                              orow[tv] -= scale;
+                            });
+    return out;
+  });
+}
+
+}  // namespace qkvlab

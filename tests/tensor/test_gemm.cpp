@@ -1,0 +1,274 @@
+// Tests for tensor/gemm: every result is compared with a naive triple loop in double precision.
+// Tolerance: the worst-case rounding bound of a length-K dot product, (K+2) * unit roundoff * sum_k |a_ik||b_kj|
+// (plus |C_ij| when accumulating), per element; a wrong index, a lost block or a missed edge shows up as an error
+// of the order of sum |a||b| itself, far above it.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tensor/gemm.h"
+#include "tensor/parallel.h"
+
+using qkvlab::gemm;
+using qkvlab::gemm_batched;
+
+namespace {
+
+// How an operand of logical shape R x Cc is laid out in memory: element (r,c) at base[r*rs + c*cs].
+enum class Layout { RowMajor, ColMajor, Strided, StridedT };
+
+const char* name(Layout l) {
+  switch (l) {
+    case Layout::RowMajor: return "row-major";
+    case Layout::ColMajor: return "transposed";
+    case Layout::Strided: return "strided";
+    case Layout::StridedT: return "strided-transposed";
+  }
+  return "?";
+}
+
+// Strides for a R x Cc operand; "strided" ones leave gaps, as a slice of a bigger tensor does.
+void strides(Layout l, int64_t R, int64_t Cc, int64_t& rs, int64_t& cs) {
+  rs = Cc;
+  cs = 1;
+  switch (l) {
+    case Layout::RowMajor: rs = Cc; cs = 1; break;
+    case Layout::ColMajor: rs = 1; cs = R; break;
+    case Layout::Strided: rs = 2 * Cc + 3; cs = 2; break;
+    case Layout::StridedT: rs = 3; cs = 3 * R + 1; break;
+  }
+}
+
+// Exactly as many elements as the view spans, so a sanitizer build catches any read past it.
+int64_t extent(int64_t R, int64_t Cc, int64_t rs, int64_t cs) {
+  if (R == 0 || Cc == 0) return 1;
+  return (R - 1) * rs + (Cc - 1) * cs + 1;
+}
+
+template <class T>
+constexpr double unit_roundoff() {
+  return std::numeric_limits<T>::epsilon() / 2;
+}
+
+template <class T>
+struct Operand {
+  int64_t R, Cc, rs = 0, cs = 0;
+  std::vector<T> data;
+  Operand(int64_t r, int64_t c, Layout l, std::mt19937& rng) : R(r), Cc(c) {
+    strides(l, r, c, rs, cs);
+    data.resize(size_t(extent(r, c, rs, cs)));
+    std::uniform_real_distribution<double> U(-1.0, 1.0);
+    for (auto& x : data) x = T(U(rng));
+  }
+  T at(int64_t i, int64_t j) const { return data[size_t(i * rs + j * cs)]; }
+};
+
+// C (M x N, leading dimension ldc) against the naive product in double. C0 is C before the call.
+template <class T>
+void check_product(int64_t M, int64_t N, int64_t K, const Operand<T>& A, const Operand<T>& B, const T* A_base,
+                   const T* B_base, const std::vector<T>& C0, const std::vector<T>& C, int64_t ldc, bool accumulate,
+                   const std::string& what) {
+  const double u = unit_roundoff<T>();
+  int64_t bad = 0;
+  double worst = 0;
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j) {
+      double ref = accumulate ? double(C0[size_t(i * ldc + j)]) : 0.0;
+      double mag = std::fabs(ref);
+      for (int64_t p = 0; p < K; ++p) {
+        const double x = A_base[i * A.rs + p * A.cs], y = B_base[p * B.rs + j * B.cs];
+        ref += x * y;
+        mag += std::fabs(x * y);
+      }
+      const double got = C[size_t(i * ldc + j)];
+      const double err = std::fabs(got - ref);
+      const double tol = double(K + 2) * u * mag + std::numeric_limits<double>::min();
+      if (!(err <= tol)) ++bad;  // also catches NaN
+      worst = std::max(worst, mag > 0 ? err / mag : err);
+    }
+    // the padding between rows (ldc > N) must be untouched
+    for (int64_t j = N; j < ldc && i + 1 < M; ++j)
+      if (!(C[size_t(i * ldc + j)] == C0[size_t(i * ldc + j)])) ++bad;
+  }
+  INFO(what << ": " << bad << " wrong elements, worst relative error " << worst);
+  CHECK(bad == 0);
+}
+
+template <class T>
+void run_case(int64_t M, int64_t N, int64_t K, Layout la, Layout lb, bool accumulate, int64_t ldc_pad,
+              std::mt19937& rng) {
+  Operand<T> A(M, K, la, rng), B(K, N, lb, rng);
+  const int64_t ldc = N + ldc_pad;
+  std::vector<T> C(size_t(std::max<int64_t>(1, M * ldc)));
+  std::uniform_real_distribution<double> U(-1.0, 1.0);
+  for (auto& x : C) x = T(U(rng));
+  if (!accumulate)  // old contents must be ignored, even NaN
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[size_t(i * ldc + j)] = std::numeric_limits<T>::quiet_NaN();
+  const std::vector<T> C0 = C;
+  gemm(M, N, K, A.data.data(), A.rs, A.cs, B.data.data(), B.rs, B.cs, C.data(), ldc, accumulate);
+  const std::string what = std::to_string(M) + "x" + std::to_string(K) + " @ " + std::to_string(K) + "x" +
+                           std::to_string(N) + ", A " + name(la) + ", B " + name(lb) + ", ldc " +
+                           std::to_string(ldc) + (accumulate ? ", accumulate" : "") + ", " + (sizeof(T) == 4 ? "float" : "double") +
+                           ", threads " + std::to_string(qkvlab::num_threads());
+  check_product(M, N, K, A, B, A.data.data(), B.data.data(), C0, C, ldc, accumulate, what);
+}
+
+// Runs body with 1 and then 2 threads, restoring the setting afterwards.
+template <class F>
+void with_threads(F&& body) {
+  const int saved = qkvlab::num_threads();
+  for (int t : {1, 2}) {
+    qkvlab::set_num_threads(t);
+    body();
+  }
+  qkvlab::set_num_threads(saved);
+}
+
+const Layout kLayouts[] = {Layout::RowMajor, Layout::ColMajor, Layout::Strided, Layout::StridedT};
+
+struct Dims {
+  int64_t M, N, K;
+};
+
+// Sizes 1, primes around the register tile, and ones crossing the cache blocks (K > KC, M > MC, N > NR multiples).
+const Dims kSmallShapes[] = {{1, 1, 1},   {1, 13, 7},   {7, 1, 13},   {13, 7, 1},  {7, 13, 31},  {31, 7, 13},
+                             {13, 31, 7}, {127, 31, 13}, {31, 127, 7}, {14, 32, 5}, {15, 33, 17}, {29, 65, 3},
+                             {2, 3, 300}, {45, 47, 19}};
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("gemm matches the naive product for small and odd shapes in every layout", "[gemm]", float,
+                   double) {
+  std::mt19937 rng(1234);
+  with_threads([&] {
+    for (const auto& d : kSmallShapes)
+      for (Layout la : kLayouts)
+        for (Layout lb : kLayouts)
+          for (bool acc : {false, true}) run_case<TestType>(d.M, d.N, d.K, la, lb, acc, acc ? 3 : 0, rng);
+  });
+}
+
+TEMPLATE_TEST_CASE("gemm matches the naive product for large shapes", "[gemm]", float, double) {
+  std::mt19937 rng(99);
+  with_threads([&] {
+    run_case<TestType>(1031, 1029, 17, Layout::RowMajor, Layout::RowMajor, false, 0, rng);   // many row blocks
+    run_case<TestType>(17, 29, 1031, Layout::RowMajor, Layout::ColMajor, true, 5, rng);      // several K passes
+    run_case<TestType>(3, 4200, 300, Layout::RowMajor, Layout::RowMajor, false, 1, rng);     // N beyond NC
+    run_case<TestType>(20, 600, 100, Layout::Strided, Layout::ColMajor, false, 0, rng);      // few rows, many columns
+    run_case<TestType>(200, 130, 520, Layout::ColMajor, Layout::RowMajor, true, 0, rng);     // A^T @ B
+    run_case<TestType>(250, 127, 261, Layout::StridedT, Layout::Strided, false, 2, rng);
+  });
+}
+
+TEMPLATE_TEST_CASE("gemm with an empty dimension", "[gemm]", float, double) {
+  using T = TestType;
+  with_threads([&] {
+    // M = 0 or N = 0: nothing is written (C may even be null)
+    gemm(0, 5, 3, static_cast<const T*>(nullptr), 3, 1, static_cast<const T*>(nullptr), 5, 1,
+         static_cast<T*>(nullptr), 5, false);
+    gemm(4, 0, 3, static_cast<const T*>(nullptr), 3, 1, static_cast<const T*>(nullptr), 0, 1,
+         static_cast<T*>(nullptr), 0, false);
+    // K = 0: C = 0, or unchanged when accumulating; the padding column stays untouched
+    std::vector<T> C(4 * 6, T(7));
+    gemm(4, 5, 0, static_cast<const T*>(nullptr), 0, 1, static_cast<const T*>(nullptr), 5, 1, C.data(), 6, true);
+    for (T x : C) CHECK(x == T(7));
+    gemm(4, 5, 0, static_cast<const T*>(nullptr), 0, 1, static_cast<const T*>(nullptr), 5, 1, C.data(), 6, false);
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 6; ++j) CHECK(C[size_t(i * 6 + j)] == (j < 5 ? T(0) : T(7)));
+  });
+}
+
+TEST_CASE("gemm computes a known small product exactly", "[gemm]") {
+  // [[1,2,3],[4,5,6]] @ [[7,8],[9,10],[11,12]] = [[58,64],[139,154]]
+  const float A[] = {1, 2, 3, 4, 5, 6}, B[] = {7, 8, 9, 10, 11, 12};
+  float C[4] = {};
+  gemm(2, 2, 3, A, 3, 1, B, 2, 1, C, 2, false);
+  CHECK(C[0] == 58);
+  CHECK(C[1] == 64);
+  CHECK(C[2] == 139);
+  CHECK(C[3] == 154);
+  // A^T as a view: A stored as 3x2 [[1,4],[2,5],[3,6]] read with rsa = 1, csa = 2
+  const float At[] = {1, 4, 2, 5, 3, 6};
+  gemm(2, 2, 3, At, 1, 2, B, 2, 1, C, 2, true);
+  CHECK(C[0] == 116);
+  CHECK(C[3] == 308);
+}
+
+namespace {
+
+template <class T>
+void run_batched(int64_t batch, int64_t M, int64_t N, int64_t K, Layout la, Layout lb, bool accumulate,
+                 bool broadcast_a, bool broadcast_b, std::mt19937& rng) {
+  // Each batch entry lives at its own offset inside one buffer; broadcast operands reuse one matrix.
+  Operand<T> A1(M, K, la, rng), B1(K, N, lb, rng);
+  const int64_t a_sz = int64_t(A1.data.size()), b_sz = int64_t(B1.data.size()), ldc = N + 1, c_sz = M * ldc + 2;
+  std::vector<T> A(size_t(a_sz * batch)), B(size_t(b_sz * batch)), C(size_t(c_sz * batch));
+  std::uniform_real_distribution<double> U(-1.0, 1.0);
+  for (auto& x : A) x = T(U(rng));
+  for (auto& x : B) x = T(U(rng));
+  for (auto& x : C) x = T(U(rng));
+  std::vector<int64_t> a_off, b_off, c_off;
+  for (int64_t b = 0; b < batch; ++b) {
+    a_off.push_back(broadcast_a ? a_sz * (batch / 2) : a_sz * b);
+    const int64_t perm = batch % 3 != 0 ? (b * 3) % batch : b;  // B entries visited out of order
+    b_off.push_back(broadcast_b ? 0 : b_sz * perm);
+    c_off.push_back(c_sz * (batch - 1 - b));  // C entries in reverse order
+  }
+  const std::vector<T> C0 = C;
+  gemm_batched(batch, a_off.data(), b_off.data(), c_off.data(), M, N, K, A.data(), A1.rs, A1.cs, B.data(), B1.rs,
+               B1.cs, C.data(), ldc, accumulate);
+  for (int64_t b = 0; b < batch; ++b) {
+    const std::vector<T> c0(C0.begin() + c_off[size_t(b)], C0.begin() + c_off[size_t(b)] + c_sz);
+    const std::vector<T> c(C.begin() + c_off[size_t(b)], C.begin() + c_off[size_t(b)] + c_sz);
+    const std::string what = "batched " + std::to_string(batch) + " x " + std::to_string(M) + "x" +
+                             std::to_string(K) + "x" + std::to_string(N) + ", entry " + std::to_string(b) +
+                             (broadcast_a ? ", A broadcast" : "") + (broadcast_b ? ", B broadcast" : "") +
+                             ", threads " + std::to_string(qkvlab::num_threads());
+    check_product(M, N, K, A1, B1, A.data() + a_off[size_t(b)], B.data() + b_off[size_t(b)], c0, c, ldc, accumulate,
+                  what);
+    // the two guard elements after each C entry are untouched
+    CHECK(C[size_t(c_off[size_t(b)] + M * ldc)] == C0[size_t(c_off[size_t(b)] + M * ldc)]);
+    CHECK(C[size_t(c_off[size_t(b)] + M * ldc + 1)] == C0[size_t(c_off[size_t(b)] + M * ldc + 1)]);
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("gemm_batched matches the naive product, with broadcast operands", "[gemm]", float, double) {
+  std::mt19937 rng(77);
+  with_threads([&] {
+    for (bool acc : {false, true}) {
+      run_batched<TestType>(7, 13, 31, 7, Layout::RowMajor, Layout::ColMajor, acc, false, false, rng);
+      run_batched<TestType>(6, 45, 33, 40, Layout::RowMajor, Layout::RowMajor, acc, true, false, rng);
+      run_batched<TestType>(5, 20, 17, 64, Layout::ColMajor, Layout::Strided, acc, false, true, rng);
+      run_batched<TestType>(1, 31, 29, 37, Layout::StridedT, Layout::RowMajor, acc, false, false, rng);
+    }
+    // few large entries: each product is split over the threads instead
+    run_batched<TestType>(3, 260, 270, 258, Layout::RowMajor, Layout::ColMajor, false, false, true, rng);
+    // K = 0 and empty batch
+    run_batched<TestType>(4, 5, 6, 0, Layout::RowMajor, Layout::RowMajor, false, false, false, rng);
+    run_batched<TestType>(4, 5, 6, 0, Layout::RowMajor, Layout::RowMajor, true, true, true, rng);
+    run_batched<TestType>(0, 5, 6, 7, Layout::RowMajor, Layout::RowMajor, false, false, false, rng);
+  });
+}
+
+TEST_CASE("gemm gives the same result with 1 and 2 threads", "[gemm]") {
+  // Each element's sum is computed by one thread in the same order, so the results are bitwise equal.
+  std::mt19937 rng(5);
+  const int64_t M = 300, N = 200, K = 600;
+  Operand<float> A(M, K, Layout::RowMajor, rng), B(K, N, Layout::ColMajor, rng);
+  std::vector<float> C1(size_t(M * N)), C2(size_t(M * N));
+  const int saved = qkvlab::num_threads();
+  qkvlab::set_num_threads(1);
+  gemm(M, N, K, A.data.data(), A.rs, A.cs, B.data.data(), B.rs, B.cs, C1.data(), N, false);
+  qkvlab::set_num_threads(2);
+  gemm(M, N, K, A.data.data(), A.rs, A.cs, B.data.data(), B.rs, B.cs, C2.data(), N, false);
+  qkvlab::set_num_threads(saved);
+  CHECK(C1 == C2);
+}

@@ -1,0 +1,123 @@
+// matmul against a naive triple loop: odd sizes, 1-D operands, batch broadcasting, transposed and strided views.
+#include "tests/tensor/test_ops_util.h"
+
+using namespace qkvlab;
+using namespace qkvlab::testing;
+
+namespace {
+
+// NumPy matmul semantics, written out with multi-indices, in double.
+Ref ref_matmul(const Array& a, const Array& b) {
+  const bool av = a.ndim() == 1, bv = b.ndim() == 1;
+  const Array a2 = av ? a.unsqueeze(0) : a, b2 = bv ? b.unsqueeze(1) : b;
+  const int64_t M = a2.size(-2), K = a2.size(-1), N = b2.size(-1);
+  const Shape ab(a2.shape().begin(), a2.shape().end() - 2), bb(b2.shape().begin(), b2.shape().end() - 2);
+  const Shape batch = broadcast_shapes(ab, bb, "ref");
+  Shape full = batch;
+  full.push_back(M);
+  full.push_back(N);
+  Ref out(full);
+  const Ref ra = read(a2), rb = read(b2);
+  for_each_index(full, [&](const Index& i) {
+    Index ia(ab.size() + 2), ib(bb.size() + 2);
+    for (size_t d = 0; d < ab.size(); ++d) ia[d] = ab[d] == 1 ? 0 : i[batch.size() - ab.size() + d];
+    for (size_t d = 0; d < bb.size(); ++d) ib[d] = bb[d] == 1 ? 0 : i[batch.size() - bb.size() + d];
+    double s = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      ia[ab.size()] = i[batch.size()];
+      ia[ab.size() + 1] = k;
+      ib[bb.size()] = k;
+      ib[bb.size() + 1] = i[batch.size() + 1];
+      s += ra[ia] * rb[ib];
+    }
+    out[i] = s;
+  });
+  Shape os = batch;
+  if (!av) os.push_back(M);
+  if (!bv) os.push_back(N);
+  out.shape = os;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("matmul matches a naive loop: odd sizes, batch broadcast, every layout", "[ops]") {
+  Generator gen(51);
+  for (DType dt : {DType::F32, DType::F64}) {
+    for (int trial = 0; trial < 80; ++trial) {
+      const int64_t M = gen.randint(1, trial % 8 == 0 ? 70 : 9), K = gen.randint(0, trial % 8 == 0 ? 70 : 9),
+                    N = gen.randint(1, trial % 8 == 0 ? 70 : 9);
+      Shape batch(static_cast<size_t>(gen.randint(0, 3)));
+      for (auto& d : batch) d = gen.randint(1, 4);
+      Shape sa = broadcastable_to(gen, batch), sb = broadcastable_to(gen, batch);
+      if (trial % 5 == 0) sa = {};  // matrix @ batched
+      sa.insert(sa.end(), {M, K});
+      sb.insert(sb.end(), {K, N});
+      Array a = random_view(gen, sa, dt, static_cast<Layout>(trial % static_cast<int>(Layout::Count)));
+      Array b = random_view(gen, sb, dt, random_layout(gen));
+      if (trial % 3 == 0) {  // b as a transposed view of a (..., N, K) array
+        Shape t(sb.begin(), sb.end() - 2);
+        t.insert(t.end(), {N, K});
+        b = random_view(gen, t, dt, random_layout(gen)).mT();
+      }
+      INFO(dtype_name(dt) << " " << shape_str(a.shape()) << " strides " << shape_str(a.strides()) << " @ "
+                          << shape_str(b.shape()) << " strides " << shape_str(b.strides()));
+      const Array got = matmul(a, b);
+      CHECK(got.is_contiguous());
+      CHECK(got.dtype() == dt);
+      CHECK(ref_rel_diff(got, ref_matmul(a, b)) < (dt == DType::F32 ? 1e-5 : 1e-12) * std::max<int64_t>(K, 1));
+    }
+  }
+}
+
+TEST_CASE("matmul with 1-D operands follows NumPy", "[ops]") {
+  Generator gen(52);
+  for (DType dt : {DType::F32, DType::F64}) {
+    Array v = Array::normal({5}, gen, 0, 1, dt), w = Array::normal({5}, gen, 0, 1, dt);
+    Array m = Array::normal({5, 3}, gen, 0, 1, dt), mt = Array::normal({3, 5}, gen, 0, 1, dt);
+    Array bm = Array::normal({2, 4, 5, 3}, gen, 0, 1, dt);
+    CHECK(matmul(v, w).shape() == Shape{});
+    CHECK(matmul(v, m).shape() == Shape{3});
+    CHECK(matmul(mt, v).shape() == Shape{3});
+    CHECK(matmul(v, bm).shape() == Shape{2, 4, 3});
+    CHECK(matmul(bm.mT(), v).shape() == Shape{2, 4, 3});
+    for (auto [a, b] : std::vector<std::pair<Array, Array>>{
+             {v, w}, {v, m}, {mt, v}, {v, bm}, {bm.mT(), v}, {v.slice(0, 0, 5, 2), m.slice(0, 0, 5, 2)}}) {
+      INFO(shape_str(a.shape()) << " @ " << shape_str(b.shape()));
+      CHECK(ref_rel_diff(matmul(a, b), ref_matmul(a, b)) < tol(dt) * 10);
+    }
+    // stride-0 vector (an expanded scalar)
+    Array e = Array::scalar(2.0, dt).expand({5});
+    CHECK(ref_rel_diff(matmul(e, m), ref_matmul(e, m)) < tol(dt) * 10);
+  }
+}
+
+TEST_CASE("matmul: empty dims, K = 0, errors", "[ops]") {
+  CHECK(matmul(Array::ones({0, 3}), Array::ones({3, 4})).shape() == Shape{0, 4});
+  CHECK(matmul(Array::ones({2, 0, 3}), Array::ones({3, 4})).shape() == Shape{2, 0, 4});
+  CHECK(matmul(Array::ones({0, 2, 3}), Array::ones({3, 4})).shape() == Shape{0, 2, 4});
+  const Array z = matmul(Array::ones({2, 0}), Array::ones({0, 3}));
+  CHECK(max_abs_diff(z, Array::zeros({2, 3})) == 0.0);  // K = 0: zeros, not garbage
+  CHECK_THROWS_WITH(matmul(Array::ones({4, 3}), Array::ones({5, 2})), "matmul: inner dims differ: (4,3) @ (5,2)");
+  CHECK_THROWS_WITH(matmul(Array::ones({3}), Array::ones({4})), "matmul: inner dims differ: (3,) @ (4,)");
+  CHECK_THROWS_WITH(matmul(Array::ones({2, 4, 3}), Array::ones({3, 3, 2})),
+                    "matmul: batch dims do not broadcast: (2,4,3) @ (3,3,2)");
+  CHECK_THROWS_WITH(matmul(Array::scalar(1.0), Array::ones({3})),
+                    "matmul: both operands need at least 1 dim, got () @ (3,)");
+  CHECK_THROWS_WITH(matmul(Array::ones({2, 2}), Array::ones({2, 2}, DType::F64)),
+                    "matmul: expected operands of the same dtype, got float32 and float64");
+  CHECK_THROWS_WITH(matmul(Array::ones({2}, DType::I64), Array::ones({2}, DType::I64)),
+                    "matmul: expected a floating-point tensor, got int64");
+}
+
+TEST_CASE("matmul of transposed views equals matmul of their copies (attention shapes)", "[ops]") {
+  Generator gen(53);
+  // q (B,H,T,D) @ k^T (B,H,D,T) with k a permuted view of a (B,T,H,D) projection, and GQA-style broadcast
+  Array qkv = Array::normal({2, 17, 4, 8}, gen);   // (B,T,H,D)
+  Array q = qkv.permute({0, 2, 1, 3});              // (B,H,T,D)
+  Array k = Array::normal({2, 17, 1, 8}, gen).permute({0, 2, 3, 1});  // (B,1,D,T): one KV head shared by 4
+  const Array s = matmul(q, k);                     // (B,H,T,T)
+  CHECK(s.shape() == Shape{2, 4, 17, 17});
+  CHECK(max_abs_diff(s, matmul(q.contiguous(), k.contiguous())) < 1e-5);
+  CHECK(ref_rel_diff(s, ref_matmul(q, k)) < 1e-5);
+}

@@ -1,0 +1,344 @@
+// softmax / log_softmax, layer norm and cross-entropy against reference loops, their backwards against the
+// closed forms and central finite differences (float64), and the numerical edge cases the models rely on.
+#include "tests/tensor/test_ops_util.h"
+
+#include "tensor/parallel.h"
+
+using namespace qkvlab;
+using namespace qkvlab::testing;
+
+namespace {
+
+// Reference softmax (log = false) or log_softmax along dim d, in double.
+Ref ref_softmax(const Ref& in, int64_t d, bool log) {
+  Ref out(in.shape);
+  Shape outer = in.shape;
+  outer[d] = 1;
+  for_each_index(outer, [&](const Index& o) {
+    Index i = o;
+    double m = -INFINITY;
+    for (int64_t k = 0; k < in.shape[d]; ++k) i[d] = k, m = std::max(m, in[i]);
+    double s = 0;
+    for (int64_t k = 0; k < in.shape[d]; ++k) i[d] = k, s += std::exp(in[i] - m);
+    for (int64_t k = 0; k < in.shape[d]; ++k) {
+      i[d] = k;
+      out[i] = log ? in[i] - m - std::log(s) : std::exp(in[i] - m) / s;
+    }
+  });
+  return out;
+}
+
+// Central finite-difference gradient of f (a scalar function of x, float64) at x.
+Array numeric_grad(const std::function<double(const Array&)>& f, const Array& x, double h = 1e-6) {
+  Array g = Array::zeros(x.shape(), DType::F64);
+  Array xc = x.clone();
+  for_each_index(x.shape(), [&](const Index& i) {
+    const double v = xc.at(i);
+    xc.set(i, v + h);
+    const double fp = f(xc);
+    xc.set(i, v - h);
+    const double fm = f(xc);
+    xc.set(i, v);
+    g.set(i, (fp - fm) / (2 * h));
+  });
+  return g;
+}
+
+double dot(const Array& a, const Array& b) { return sum(mul(a, b)).item(); }
+
+}  // namespace
+
+TEST_CASE("softmax and log_softmax along any dim, on every layout", "[ops]") {
+  Generator gen(31);
+  for (DType dt : {DType::F32, DType::F64}) {
+    for (int trial = 0; trial < 60; ++trial) {
+      const Shape shape = random_shape(gen, 4, 1, 6);
+      const int64_t nd = static_cast<int64_t>(shape.size());
+      const Layout layout = static_cast<Layout>(trial % static_cast<int>(Layout::Count));
+      Array a = random_view(gen, shape, dt, layout, 3.0);
+      const int64_t dim = gen.randint(-nd, nd);
+      const int64_t d = dim < 0 ? dim + nd : dim;
+      INFO(dtype_name(dt) << " " << layout_name(layout) << " " << shape_str(shape) << " dim " << dim);
+      const Ref in = read(a);
+      const Array y = softmax(a, dim), ly = log_softmax(a, dim);
+      CHECK(y.is_contiguous());
+      CHECK(ref_rel_diff(y, ref_softmax(in, d, false)) < tol(dt));
+      CHECK(ref_rel_diff(ly, ref_softmax(in, d, true)) < tol(dt));
+      // backward kernels against their closed forms
+      Array g = random_view(gen, shape, dt, random_layout(gen));
+      const Ref rg = read(g), ry = read(y), rly = read(ly);
+      Ref want(shape), lwant(shape);
+      Shape outer = shape;
+      outer[d] = 1;
+      for_each_index(outer, [&](const Index& o) {
+        Index i = o;
+        double gy = 0, gs = 0;
+        for (int64_t k = 0; k < shape[d]; ++k) i[d] = k, gy += rg[i] * ry[i], gs += rg[i];
+        for (int64_t k = 0; k < shape[d]; ++k) {
+          i[d] = k;
+          want[i] = ry[i] * (rg[i] - gy);
+          lwant[i] = rg[i] - std::exp(rly[i]) * gs;
+        }
+      });
+      CHECK(ref_rel_diff(softmax_backward(y, g, dim), want) < 10 * tol(dt));
+      CHECK(ref_rel_diff(log_softmax_backward(ly, g, dim), lwant) < 10 * tol(dt));
+      // and on strided y (a transposed copy of itself)
+      if (nd >= 2) {
+        Array yt = y.mT().contiguous().mT();
+        CHECK(ref_rel_diff(softmax_backward(yt, g, dim), want) < 10 * tol(dt));
+      }
+    }
+  }
+}
+
+TEST_CASE("softmax backward kernels agree with finite differences", "[ops]") {
+  Generator gen(32);
+  Array x = Array::normal({3, 5}, gen, 0, 2, DType::F64);
+  Array g = Array::normal({3, 5}, gen, 0, 1, DType::F64);
+  for (int64_t dim : {0, 1}) {
+    const Array num = numeric_grad([&](const Array& v) { return dot(softmax(v, dim), g); }, x);
+    CHECK(max_abs_diff(softmax_backward(softmax(x, dim), g, dim), num) < 1e-8);
+    const Array lnum = numeric_grad([&](const Array& v) { return dot(log_softmax(v, dim), g); }, x);
+    CHECK(max_abs_diff(log_softmax_backward(log_softmax(x, dim), g, dim), lnum) < 1e-8);
+  }
+}
+
+TEST_CASE("softmax numerical edge cases: +-1e4 logits, fully -inf rows, NaN", "[ops]") {
+  for (DType dt : {DType::F32, DType::F64}) {
+    Array big = Array::from_vector(std::vector<double>{1e4, -1e4, 1e4 - 1, 0}, {1, 4}).to(dt);
+    const Array y = softmax(big, -1), ly = log_softmax(big, -1);
+    CHECK(all_finite(y));
+    const double e = std::exp(-1.0);
+    CHECK(y.at({0, 0}) == Approx(1 / (1 + e)));
+    CHECK(y.at({0, 2}) == Approx(e / (1 + e)));
+    CHECK(y.at({0, 1}) == 0.0);
+    CHECK(ly.at({0, 0}) == Approx(-std::log1p(e)));
+    CHECK(ly.at({0, 1}) == Approx(-2e4 - std::log1p(e)));
+    CHECK(all_finite(ly));
+    // fully masked rows (every score -inf): softmax all 0 (no NaN), log_softmax all -inf
+    Array m = Array::from_vector(std::vector<double>{-INFINITY, -INFINITY, -INFINITY, 1, 2, -INFINITY}, {2, 3}).to(dt);
+    const Array ym = softmax(m, 1), lm = log_softmax(m, 1);
+    CHECK(ym.to_vector()[0] == 0.0);
+    CHECK(ym.to_vector()[1] == 0.0);
+    CHECK(ym.to_vector()[2] == 0.0);
+    CHECK(ym.at({1, 2}) == 0.0);
+    CHECK(ym.at({1, 1}) == Approx(1 / (1 + e)));
+    CHECK(lm.at({0, 1}) == -INFINITY);
+    CHECK(std::isfinite(lm.at({1, 0})));
+    CHECK(lm.at({1, 2}) == -INFINITY);
+    CHECK(all_finite(softmax_backward(ym, Array::ones({2, 3}, dt), 1)));
+    // a NaN anywhere in a row makes that row NaN, even next to -inf
+    Array n = Array::from_vector(std::vector<double>{-INFINITY, NAN, 0, 1}, {2, 2}).to(dt);
+    const Array yn = softmax(n, 1);
+    CHECK(std::isnan(yn.at({0, 0})));
+    CHECK(std::isnan(yn.at({0, 1})));
+    CHECK(std::isfinite(yn.at({1, 0})));
+  }
+  CHECK(softmax(Array::scalar(3.0), 0).item() == 1.0);
+  CHECK(log_softmax(Array::scalar(3.0), -1).item() == 0.0);
+  CHECK(softmax(Array::zeros({2, 0}), 1).shape() == Shape{2, 0});
+  CHECK_THROWS_WITH(softmax(Array::zeros({2, 3}), 2), "softmax: dim 2 is out of range for a tensor with 2 dims");
+  CHECK_THROWS_WITH(softmax_backward(Array::zeros({2, 3}), Array::zeros({3, 2}), 1),
+                    "softmax_backward: y (2,3) and grad (3,2) differ in shape");
+}
+
+TEST_CASE("layer_norm matches the reference on strided inputs, with and without weight/bias", "[ops]") {
+  Generator gen(33);
+  for (DType dt : {DType::F32, DType::F64}) {
+    for (int trial = 0; trial < 40; ++trial) {
+      const Shape shape = random_shape(gen, 4, 1, 7);
+      const int64_t c = shape.back();
+      const Layout layout = static_cast<Layout>(trial % static_cast<int>(Layout::Count));
+      Array x = add(random_view(gen, shape, dt, layout, 2.0), Array::scalar(3.0, dt));
+      Array w = trial % 4 == 0 ? Array() : random_view(gen, {c}, dt, trial % 2 ? Layout::Stepped : Layout::Contiguous);
+      Array b = trial % 3 == 0 ? Array() : random_view(gen, {c}, dt, Layout::Stepped);
+      const double eps = 1e-5;
+      INFO(dtype_name(dt) << " " << layout_name(layout) << " " << shape_str(shape));
+      const Ref rx = read(x);
+      Shape rows = shape;
+      rows.pop_back();
+      Ref want(shape), wmean(rows), wrstd(rows);
+      for_each_index(rows, [&](const Index& r) {
+        Index i = r;
+        i.push_back(0);
+        double mu = 0, var = 0;
+        for (int64_t k = 0; k < c; ++k) i.back() = k, mu += rx[i];
+        mu /= c;
+        for (int64_t k = 0; k < c; ++k) i.back() = k, var += (rx[i] - mu) * (rx[i] - mu);
+        const double rstd = 1 / std::sqrt(var / c + eps);  // biased variance, as PyTorch
+        wmean[r] = mu;
+        wrstd[r] = rstd;
+        for (int64_t k = 0; k < c; ++k) {
+          i.back() = k;
+          want[i] = (rx[i] - mu) * rstd * (w.defined() ? w.at({k}) : 1.0) + (b.defined() ? b.at({k}) : 0.0);
+        }
+      });
+      const LayerNormOut out = layer_norm(x, w, b, eps);
+      CHECK(ref_rel_diff(out.y, want) < 10 * tol(dt));
+      CHECK(ref_rel_diff(out.mean, wmean) < tol(dt));
+      CHECK(ref_rel_diff(out.rstd, wrstd) < 10 * tol(dt));
+    }
+  }
+}
+
+TEST_CASE("layer_norm of a constant row is exactly the bias, with no NaN", "[ops]") {
+  for (DType dt : {DType::F32, DType::F64}) {
+    Array x = Array::full({3, 8}, 0.1, dt);
+    x.select(0, 1).fill_(-7.3);
+    x.select(0, 2).fill_(1e6);
+    Array w = Array::full({8}, 2.0, dt), b = Array::arange(8, dt);
+    const LayerNormOut out = layer_norm(x, w, b, 1e-5);
+    CHECK(all_finite(out.y));
+    for (int64_t r = 0; r < 3; ++r) CHECK(max_abs_diff(out.y.select(0, r), b) == 0.0);
+    CHECK(out.rstd.at({0}) == Approx(1 / std::sqrt(1e-5)).epsilon(1e-6));
+    const LayerNormGrads g = layer_norm_backward(Array::ones({3, 8}, dt), x, out.mean, out.rstd, w, true);
+    CHECK(all_finite(g.dx));
+    CHECK(max_abs_diff(g.dx, Array::zeros({3, 8}, dt)) == 0.0);
+  }
+  CHECK_THROWS_WITH(layer_norm(Array::zeros({2, 3}), Array::ones({4}), Array(), 1e-5),
+                    "layer_norm: expected weight of shape (3,) for x (2,3), got (4,)");
+  CHECK_THROWS_WITH(layer_norm(Array::zeros({2, 3}), Array(), Array::ones({3}, DType::F64), 1e-5),
+                    "layer_norm: bias is float64 but x is float32");
+  CHECK_THROWS_WITH(layer_norm(Array::zeros({2, 0}), Array(), Array(), 1e-5), "layer_norm: the last dim of (2,0) is empty");
+}
+
+TEST_CASE("layer_norm_backward agrees with finite differences (float64) on strided inputs", "[ops]") {
+  Generator gen(34);
+  for (int trial = 0; trial < 8; ++trial) {
+    const Shape shape = trial % 2 ? Shape{2, 3, 5} : Shape{5};
+    const int64_t c = shape.back();
+    Array x = random_view(gen, shape, DType::F64, static_cast<Layout>(trial % 5));
+    const bool with_w = trial % 3 != 2, with_b = trial % 4 != 3;
+    Array w = with_w ? Array::normal({c}, gen, 1.0, 0.5, DType::F64) : Array();
+    Array b = with_b ? Array::normal({c}, gen, 0.0, 0.5, DType::F64) : Array();
+    Array g = random_view(gen, shape, DType::F64, random_layout(gen));
+    const double eps = 1e-5;
+    auto loss_x = [&](const Array& v) { return dot(layer_norm(v, w, b, eps).y, g); };
+    const LayerNormOut out = layer_norm(x, w, b, eps);
+    const LayerNormGrads got = layer_norm_backward(g, x, out.mean, out.rstd, w, with_b);
+    INFO("trial " << trial);
+    CHECK(max_abs_diff(got.dx, numeric_grad(loss_x, x)) < 1e-7);
+    CHECK(got.dweight.defined() == with_w);
+    CHECK(got.dbias.defined() == with_b);
+    if (with_w) {
+      auto loss_w = [&](const Array& v) { return dot(layer_norm(x, v, b, eps).y, g); };
+      CHECK(got.dweight.shape() == Shape{c});
+      CHECK(max_abs_diff(got.dweight, numeric_grad(loss_w, w)) < 1e-7);
+    }
+    if (with_b) {
+      CHECK(got.dbias.shape() == Shape{c});
+      // d/dbias = sum of grad over rows
+      CHECK(max_abs_diff(got.dbias, shape.size() == 1 ? g : sum(g, {0, 1})) < 1e-12);
+    }
+  }
+}
+
+TEST_CASE("cross_entropy matches log-softmax + NLL, with ignore_index and strided logits", "[ops]") {
+  Generator gen(35);
+  for (DType dt : {DType::F32, DType::F64}) {
+    for (int trial = 0; trial < 30; ++trial) {
+      const int64_t n = gen.randint(1, 9), c = gen.randint(1, 12);
+      const Layout layout = static_cast<Layout>(trial % static_cast<int>(Layout::Count));
+      Array logits = random_view(gen, {n, c}, dt, layout, 3.0);
+      std::vector<int64_t> t(n);
+      for (auto& v : t) v = gen.uniform() < 0.25 ? -100 : gen.randint(0, c);
+      Array targets = Array::from_vector(t, {n});
+      if (trial % 2) targets = Array::from_vector(std::vector<int64_t>(2 * n, 0), {2 * n}).slice(0, 0, 2 * n, 2),
+                     targets.copy_(Array::from_vector(t, {n}));  // strided targets
+      const Ref rl = read(logits);
+      double total = 0;
+      int64_t count = 0;
+      std::vector<double> lse(n);
+      for (int64_t i = 0; i < n; ++i) {
+        double m = -INFINITY, s = 0;
+        for (int64_t j = 0; j < c; ++j) m = std::max(m, rl[{i, j}]);
+        for (int64_t j = 0; j < c; ++j) s += std::exp(rl[{i, j}] - m);
+        lse[i] = m + std::log(s);
+        if (t[i] != -100) total += lse[i] - rl[{i, t[i]}], count++;
+      }
+      INFO(dtype_name(dt) << " " << layout_name(layout) << " n " << n << " c " << c);
+      const CrossEntropyOut out = cross_entropy(logits, targets);
+      CHECK(out.count == count);
+      CHECK(out.loss.ndim() == 0);
+      CHECK(out.loss.dtype() == dt);
+      CHECK(out.loss.item() == Approx(count ? total / count : 0.0).epsilon(tol(dt)).margin(tol(dt)));
+      Ref wl({n});
+      wl.v = lse;
+      CHECK(ref_rel_diff(out.lse, wl) < tol(dt));
+      // backward: (softmax - onehot) * grad / count on counted rows, 0 on ignored rows
+      const double gscale = 0.7;
+      Ref want({n, c});
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < c; ++j)
+          want[{i, j}] = t[i] == -100 || count == 0
+                             ? 0.0
+                             : (std::exp(rl[{i, j}] - lse[i]) - (j == t[i])) * gscale / count;
+      CHECK(ref_rel_diff(cross_entropy_backward(logits, targets, out.lse, out.count, gscale), want) < tol(dt));
+    }
+  }
+}
+
+TEST_CASE("cross_entropy backward agrees with finite differences; big logits stay finite", "[ops]") {
+  Generator gen(36);
+  Array logits = Array::normal({4, 6}, gen, 0, 2, DType::F64);
+  Array targets = Array::from_vector(std::vector<int64_t>{2, 5, 7, 0}, {4});  // 7 is the ignore_index here
+  auto loss = [&](const Array& v) { return cross_entropy(v, targets, 7).loss.item(); };
+  const CrossEntropyOut out = cross_entropy(logits, targets, 7);
+  CHECK(out.count == 3);
+  CHECK(max_abs_diff(cross_entropy_backward(logits, targets, out.lse, out.count, 1.0, 7), numeric_grad(loss, logits)) <
+        1e-8);
+  // logits of +-1e4 do not overflow
+  for (DType dt : {DType::F32, DType::F64}) {
+    Array big = Array::from_vector(std::vector<double>{1e4, -1e4, 0, -1e4, 1e4, 1e4}, {2, 3}).to(dt);
+    Array tg = Array::from_vector(std::vector<int64_t>{0, 1}, {2});
+    const CrossEntropyOut o = cross_entropy(big, tg);
+    CHECK(o.loss.item() == Approx(std::log(2.0) / 2));
+    CHECK(all_finite(o.lse));
+    CHECK(all_finite(cross_entropy_backward(big, tg, o.lse, o.count, 1.0)));
+  }
+}
+
+TEST_CASE("cross_entropy: all rows ignored gives loss 0 and count 0; bad targets are errors", "[ops]") {
+  Array logits = Array::ones({3, 4});
+  Array ign = Array::full({3}, -100, DType::I64);
+  const CrossEntropyOut out = cross_entropy(logits, ign);
+  CHECK(out.count == 0);
+  CHECK(out.loss.item() == 0.0);
+  const Array g = cross_entropy_backward(logits, ign, out.lse, out.count, 1.0);
+  CHECK(all_finite(g));
+  CHECK(max_abs_diff(g, Array::zeros({3, 4})) == 0.0);
+  const CrossEntropyOut empty = cross_entropy(Array::zeros({0, 4}), Array::zeros({0}, DType::I64));
+  CHECK(empty.count == 0);
+  CHECK(empty.loss.item() == 0.0);
+  CHECK_THROWS_WITH(cross_entropy(logits, Array::from_vector(std::vector<int64_t>{0, 4, 1}, {3})),
+                    "cross_entropy: target 4 at row 1 is out of range for 4 classes");
+  CHECK_THROWS_WITH(cross_entropy(logits, Array::from_vector(std::vector<int64_t>{0, 1, -1}, {3})),
+                    "cross_entropy: target -1 at row 2 is out of range for 4 classes");
+  CHECK_THROWS_WITH(cross_entropy(logits, Array::zeros({3})), "cross_entropy: expected int64 targets, got float32");
+  CHECK_THROWS_WITH(cross_entropy(logits, Array::zeros({2}, DType::I64)),
+                    "cross_entropy: expected targets of shape (3,) for logits (3,4), got (2,)");
+  CHECK_THROWS_WITH(cross_entropy(Array::ones({3}), Array::zeros({3}, DType::I64)),
+                    "cross_entropy: expected logits of shape (N,C), got (3,)");
+}
+
+TEST_CASE("row kernels give the same results on 1 and 2 threads (parallel rows)", "[ops]") {
+  const int saved = num_threads();
+  Generator gen(37);
+  Array x = Array::normal({40, 300, 64}, gen).permute({1, 0, 2});  // (300,40,64), strided rows
+  Array t = Array::zeros({12000}, DType::I64);
+  std::vector<Array> r1, r2;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    auto& r = threads == 1 ? r1 : r2;
+    r.push_back(softmax(x, -1));
+    r.push_back(log_softmax(x, 1));
+    r.push_back(layer_norm(x, Array(), Array(), 1e-5).y);
+    r.push_back(max(x, 0));
+    r.push_back(cross_entropy(x.reshape({12000, 64}), t).lse);
+  }
+  set_num_threads(saved);
+  for (size_t i = 0; i < r1.size(); ++i) CHECK(max_abs_diff(r1[i], r2[i]) == 0.0);
+  // and the parallel result is right
+  const Ref want = ref_softmax(read(x.slice(0, 0, 3)), 2, false);
+  CHECK(ref_rel_diff(r2[0].slice(0, 0, 3), want) < 1e-6);
+}
