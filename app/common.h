@@ -25,6 +25,7 @@ void register_gradcheck(CLI::App& app);
 void register_train(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);
+void register_attention(CLI::App& app);
 
 // 1234567 -> "1,234,567"
 std::string with_commas(int64_t n);

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   qkvlab::app::register_train(app);
   qkvlab::app::register_eval(app);
   qkvlab::app::register_generate(app);
+  qkvlab::app::register_attention(app);
   qkvlab::app::register_cache(app);
   qkvlab::app::register_gradcheck(app);
   try {
