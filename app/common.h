@@ -26,6 +26,7 @@ void register_train(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_attention(CLI::App& app);
+void register_study(CLI::App& app);
 
 // 1234567 -> "1,234,567"
 std::string with_commas(int64_t n);

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
       "qkvlab"};
   app.require_subcommand(1);
   app.footer("Run 'qkvlab COMMAND --help' for the flags of one command.");
+  qkvlab::app::register_study(app);
   qkvlab::app::register_train(app);
   qkvlab::app::register_eval(app);
   qkvlab::app::register_generate(app);

@@ -1,0 +1,213 @@
+// qkvlab study: the paper's comparison at laptop scale. Trains every variant of a set with the same seed, data and
+// budget, one after another, and reports them side by side: parameters, KV cache per token, the task's metric,
+// train time. Writes results.json, results.csv, each variant's run directory (checkpoint, metrics.jsonl,
+// attention maps) and loss_curves.png under --out.
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "app/attention_maps.h"
+#include "app/model_flags.h"
+#include "app/plot.h"
+
+namespace qkvlab::app {
+
+namespace {
+struct StudyArgs {
+  CommonFlags common;
+  ModelFlags model;
+  TrainFlags train;
+  std::string variants = "paper-synthetic";
+  std::string out = "runs/study";
+  int64_t seeds = 1;
+  bool no_maps = false;
+};
+
+struct VariantResult {
+  VariantSpec spec;
+  ModelConfig cfg;
+  int64_t params = 0, kv_bytes = 0;
+  std::vector<double> metric, loss, seconds;  // one per seed
+  std::vector<std::pair<int64_t, double>> curve;  // first seed's training loss
+  std::vector<HeadMap> maps;
+};
+
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0.0 : s / double(v.size());
+}
+double stdev(const std::vector<double>& v) {
+  if (v.size() < 2) return 0.0;
+  double m = mean(v), s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / double(v.size() - 1));
+}
+
+void make_dir(const std::string& p) {
+  std::string acc;
+  for (size_t i = 0; i <= p.size(); ++i) {
+    if ((i == p.size() || p[i] == '/') && !acc.empty() && ::mkdir(acc.c_str(), 0755) != 0 && errno != EEXIST)
+      fail("study: cannot create directory ", acc, ": ", std::strerror(errno));
+    if (i < p.size()) acc += p[i];
+  }
+}
+
+std::string dir_name(const VariantSpec& v) {
+  std::string s = v.id();
+  for (char& c : s)
+    if (c == ':') c = '-';
+  return s;
+}
+
+void run(StudyArgs& a) {
+  apply_common_flags(a.common);
+  check(a.seeds >= 1 && a.seeds <= 100, "study: --seeds must be 1..100, got ", a.seeds);
+  const bool lm = a.model.task == "lm";
+  // The heads decide the paper-lm set's G, so resolve the model dims before the set.
+  std::unique_ptr<TaskData> probe = make_task(task_options(a.model, a.common.seed));
+  ModelConfig base = build_config(a.model, parse_variant("qkv"), *probe);
+  std::vector<VariantSpec> specs = variant_set(a.variants, base.n_heads);
+  check(!specs.empty(), "study: no variants in '", a.variants, "'");
+  make_dir(a.out);
+  const std::string metric_name = lm ? "val perplexity" : "accuracy";
+
+  std::vector<VariantResult> results;
+  int64_t qkv_bytes = 0;
+  for (size_t vi = 0; vi < specs.size(); ++vi) {
+    VariantResult r;
+    r.spec = specs[vi];
+    for (int64_t s = 0; s < a.seeds; ++s) {
+      uint64_t seed = a.common.seed + uint64_t(s);
+      std::unique_ptr<TaskData> data = make_task(task_options(a.model, seed));
+      r.cfg = build_config(a.model, r.spec, *data);
+      TrainOptions o = train_options(a.train, a.model, *data, seed);
+      o.out_dir = a.out + "/" + dir_name(r.spec) + (a.seeds > 1 ? "/seed" + std::to_string(seed) : "");
+      make_dir(o.out_dir);
+      char label[96];
+      std::snprintf(label, sizeof label, "[%zu/%zu] %s%s", vi + 1, specs.size(), r.spec.paper_name().c_str(),
+                    a.seeds > 1 ? (" seed " + std::to_string(seed)).c_str() : "");
+      o.label = label;
+      auto model = make_model(r.cfg, seed);
+      TrainResult t = train_model(*model, *data, o);
+      check(!t.interrupted, "study: interrupted during ", r.spec.id(), "; finished runs are in ", a.out);
+      r.params = model->num_parameters();
+      r.metric.push_back(lm ? t.eval.perplexity() : t.eval.accuracy);
+      r.loss.push_back(t.eval.loss);
+      r.seconds.push_back(t.seconds);
+      if (s == 0) {
+        r.curve = t.losses;
+        if (!a.no_maps) {
+          std::string maps_dir = o.out_dir + "/attention";
+          make_dir(maps_dir);
+          std::string text = lm ? "ROMEO:\nBut soft, what light through yonder window breaks?" : "";
+          if (lm && int64_t(text.size()) > r.cfg.context) text.resize(size_t(r.cfg.context));
+          ModelInput in = make_input(*model, text, 0, seed, a.model.data_dir);
+          r.maps = attention_maps(*model, in, maps_dir, "");
+        }
+      }
+    }
+    // KV cache per token for the whole model, float32 as qkvlab stores it.
+    r.kv_bytes = r.cfg.n_layers * r.spec.cached_tensors() * r.cfg.kv_heads * (r.cfg.d_model / r.cfg.n_heads) * 4;
+    if (r.spec.id() == "qkv" || (qkv_bytes == 0 && vi == 0)) qkv_bytes = r.kv_bytes;
+    results.push_back(std::move(r));
+  }
+
+  // Table, JSON, CSV, loss curves.
+  std::vector<std::vector<std::string>> rows;
+  nlohmann::ordered_json j;
+  j["task"] = a.model.task;
+  j["metric"] = metric_name;
+  j["seeds"] = a.seeds;
+  j["d_model"] = base.d_model, j["layers"] = base.n_layers, j["heads"] = base.n_heads, j["context"] = base.context;
+  std::ofstream csv(a.out + "/results.csv");
+  check(bool(csv), "study: cannot write ", a.out, "/results.csv");
+  csv << "variant,paper_name,parameters,kv_bytes_per_token,kv_reduction_percent,metric,metric_mean,metric_std,"
+         "eval_loss_mean,train_seconds_mean\n";
+  std::vector<plot::Series> curves;
+  for (auto& r : results) {
+    double reduction = qkv_bytes ? 100.0 * (1.0 - double(r.kv_bytes) / double(qkv_bytes)) : 0.0;
+    double m = mean(r.metric), sd = stdev(r.metric);
+    std::string metric = fixed(m, lm ? 3 : 4) + (a.seeds > 1 ? " ± " + fixed(sd, lm ? 3 : 4) : "");
+    double max_asym = 0;
+    for (auto& h : r.maps) max_asym = std::max(max_asym, h.asymmetry);
+    rows.push_back({r.spec.id(), r.spec.paper_name(), with_commas(r.params), with_commas(r.kv_bytes) + " B",
+                    fixed(reduction, 1) + " %", metric, r.maps.empty() ? "-" : fixed(max_asym, 3),
+                    fixed(mean(r.seconds), 1) + " s"});
+    j["variants"].push_back({{"variant", r.spec.id()},
+                             {"paper_name", r.spec.paper_name()},
+                             {"parameters", r.params},
+                             {"kv_bytes_per_token", r.kv_bytes},
+                             {"kv_reduction_percent", reduction},
+                             {"metric", r.metric},
+                             {"metric_mean", m},
+                             {"metric_std", sd},
+                             {"eval_loss", r.loss},
+                             {"train_seconds", r.seconds},
+                             {"max_score_asymmetry", max_asym}});
+    csv << r.spec.id() << "," << r.spec.paper_name() << "," << r.params << "," << r.kv_bytes << "," << reduction
+        << "," << (lm ? "val_ppl" : "accuracy") << "," << m << "," << sd << "," << mean(r.loss) << ","
+        << mean(r.seconds) << "\n";
+    plot::Series s;
+    s.label = r.spec.paper_name();
+    for (auto& [step, loss] : r.curve) {
+      s.x.push_back(double(step));
+      s.y.push_back(loss);
+    }
+    curves.push_back(s);
+  }
+  {
+    std::ofstream f(a.out + "/results.json");
+    check(bool(f), "study: cannot write ", a.out, "/results.json");
+    f << j.dump(2) << "\n";
+  }
+  plot::ChartOptions co;
+  co.title = "training loss, task " + a.model.task + (a.seeds > 1 ? " (first seed)" : "");
+  co.log_y = true;
+  plot::write_line_chart(a.out + "/loss_curves.png", curves, co);
+
+  if (a.common.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  std::printf("\nStudy: task %s, d_model %lld, %lld layers, %lld heads, %s %lld; %lld seed%s; metric: %s%s\n\n",
+              a.model.task.c_str(), (long long)base.d_model, (long long)base.n_layers, (long long)base.n_heads,
+              lm ? "context" : "length", (long long)base.context, (long long)a.seeds, a.seeds > 1 ? "s" : "",
+              metric_name.c_str(), a.seeds > 1 ? " (mean ± std over seeds)" : "");
+  std::printf("%s", markdown_table({"variant", "paper name", "parameters", "KV cache / token", "KV reduction",
+                                    metric_name, "max abs(S-S^T)", "train time"},
+                                   rows)
+                        .c_str());
+  std::printf("\nwrote %s/results.json, results.csv, loss_curves.png and one folder per variant (checkpoint, "
+              "metrics.jsonl, attention/*.png)\n",
+              a.out.c_str());
+}
+}  // namespace
+
+void register_study(CLI::App& app) {
+  auto args = std::make_shared<StudyArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "study", "Train every variant of a set with the same seed, data and budget, and compare them (paper tables)");
+  cmd->add_option("--variants", args->variants,
+                  "paper-synthetic (qkv, qk, qk+, kv, single, single+), paper-lm (qkv, kv, qk, single, gqa:H/4, mqa, "
+                  "kv-gqa:H/4, kv-mqa), all, or a comma list of variant names")
+      ->default_val("paper-synthetic");
+  add_model_flags(cmd, args->model);
+  add_train_flags(cmd, args->train);
+  cmd->add_option("--seeds", args->seeds, "seeds per variant (mean and spread in the table)")->default_val(1);
+  cmd->add_option("--out", args->out, "results folder")->default_val("runs/study");
+  cmd->add_flag("--no-maps", args->no_maps, "skip the attention-map PNGs");
+  add_common_flags(cmd, args->common);
+  cmd->footer(
+      "Examples:\n"
+      "  qkvlab study --task reverse --variants paper-synthetic --epochs 2\n"
+      "  qkvlab study --task lm --data ../shared/data/tinyshakespeare.txt --variants paper-lm --heads 8 --steps 1500\n"
+      "  qkvlab study --task fmnist --variants paper-synthetic --epochs 1");
+  cmd->callback([args] { run(*args); });
+}
+
+}  // namespace qkvlab::app
