@@ -9,7 +9,7 @@ namespace qkvlab {
 namespace {
 // Sinusoidal encoding of positions 0..n-1 in h channels: channel 2k = sin(pos f_k), 2k+1 = cos(pos f_k).
 Array sinusoid_table(int64_t n, int64_t h) {
-  Array t = Array::zeros({n, h});
+  Array t = Array::zeros({n, h}, DType::F64);  // float64 master copy; forward() converts to the model dtype
   for (int64_t pos = 0; pos < n; ++pos)
     for (int64_t c = 0; c < h; ++c) {
       int64_t k = c / 2;

@@ -6,8 +6,9 @@
 // d loss / d parameter for every parameter, all in float64.
 //
 // For each file: build the model from the config, convert it to float64, load the weights, run the forward pass
-// and model_loss() and backward(), and compare logits and loss (relative error <= 1e-4) and every gradient
-// (<= 1e-3). The relative error of a tensor is max|qkvlab - torch| / max|torch| (a max-norm, so that elements
+// and model_loss() and backward(), and compare logits and loss (relative error <= 1e-7) and every gradient
+// (<= 1e-6; tighter than the issue asks, since both sides run in float64). The relative error of a tensor is
+// max|qkvlab - torch| / max|torch| (a max-norm, so that elements
 // that happen to be near zero do not blow it up; the denominator is at least 1e-10, for gradients that are zero
 // in exact arithmetic, like that of the (X)+ bias b, which only shifts every score of a softmax row).
 //
@@ -42,8 +43,8 @@ const std::vector<std::string> kExpectedFiles = {
     "vit_qkv",         "vit_kv",          "vit_qk_plus",     "vit_single_plus",
 };
 
-constexpr double kOutputTol = 1e-4;  // logits and loss
-constexpr double kGradTol = 1e-3;    // parameter gradients
+constexpr double kOutputTol = 1e-7;  // logits and loss (float64 on both sides agree to ~1e-15)
+constexpr double kGradTol = 1e-6;    // parameter gradients
 constexpr double kFloor = 1e-10;     // smallest denominator of a relative error
 
 bool is_dir(const std::string& path) {
@@ -124,9 +125,13 @@ bool is_reserved(const std::string& name) {
 }
 
 // The largest relative error seen in a group of tensors, and where.
+// Tensors that are zero in exact arithmetic (max |torch| < 1e-8: the gradient of the (X)+ bias b, and of the key
+// bias in QKV, which adds the same q.b_k to a whole softmax row) are counted apart, by their absolute difference.
 struct Worst {
   double rel = 0;
   std::string name;
+  int zeros = 0;         // tensors that are zero in exact arithmetic
+  double zero_abs = 0;   // their largest |qkvlab - torch|
 };
 
 // One file: returns "" when everything agrees, else a message naming the first tensor that differs.
@@ -172,7 +177,13 @@ std::string check_file(const std::string& path, Worst& out, Worst& grad) {
           << want.to_vector()[size_t(std::max<int64_t>(d.where, 0))] << ")";
       return false;
     }
-    if (d.rel >= worst.rel) worst = {d.rel, name};
+    if (d.scale < 1e-8) {
+      ++worst.zeros;
+      worst.zero_abs = std::max(worst.zero_abs, d.abs);
+    } else if (d.rel >= worst.rel) {
+      worst.rel = d.rel;
+      worst.name = name;
+    }
     return true;
   };
 
@@ -180,13 +191,29 @@ std::string check_file(const std::string& path, Worst& out, Worst& grad) {
   if (!report("loss", r.loss.data().reshape(st.get("loss").shape()), st.get("loss"), kOutputTol, out))
     return msg.str();
 
+  // Gradients from the loss backwards (reverse registration order): the first one that differs is the one closest
+  // to where a wrong backward formula entered; every tensor before it in the model is then wrong too.
+  auto named = model->named_parameters();
   std::set<std::string> params;
-  for (auto& [name, p] : model->named_parameters()) {
+  std::vector<std::string> bad;
+  std::string first;
+  for (auto it = named.rbegin(); it != named.rend(); ++it) {
+    const std::string& name = it->first;
     params.insert(name);
     const std::string gname = "grad." + name;
     if (!st.has(gname)) return "the file has no " + gname;
-    if (!p.grad().defined()) return name + ": qkvlab computed no gradient (backward did not reach it)";
-    if (!report(gname, p.grad(), st.get(gname), kGradTol, grad)) return msg.str();
+    if (!it->second.grad().defined()) return name + ": qkvlab computed no gradient (backward did not reach it)";
+    if (!report(gname, it->second.grad(), st.get(gname), kGradTol, grad)) {
+      if (first.empty()) first = msg.str();
+      bad.push_back(name);
+    }
+  }
+  if (!bad.empty()) {
+    std::ostringstream all;
+    all << first << "; " << bad.size() << " of " << named.size() << " gradients differ:";
+    for (size_t i = 0; i < bad.size() && i < 6; ++i) all << " " << bad[i];
+    if (bad.size() > 6) all << " ...";
+    return all.str();
   }
   for (auto& [name, a] : st.tensors)
     if (name.rfind("grad.", 0) == 0 && !params.count(name.substr(5)))
@@ -219,7 +246,7 @@ TEST_CASE("golden: every model and variant matches PyTorch (logits, loss, every 
     INFO(problem);
     CHECK(problem.empty());
     if (verbose && problem.empty())
-      std::printf("golden %-34s outputs %.2e (%s)  gradients %.2e (%s)\n", f.c_str(), out.rel, out.name.c_str(),
-                  grad.rel, grad.name.c_str());
+      std::printf("golden %-32s outputs %.1e (%s)  gradients %.1e (%s); %d zero gradients, |diff| <= %.0e\n",
+                  f.c_str(), out.rel, out.name.c_str(), grad.rel, grad.name.c_str(), grad.zeros, grad.zero_abs);
   }
 }
