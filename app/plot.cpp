@@ -142,7 +142,8 @@ constexpr int kTextH = kCapH * kScale;                     // 14 px cap height
 constexpr int kTextFullH = kGlyphRows * kScale;            // 18 px with descenders
 constexpr Rgb kWhite{255, 255, 255}, kInk{25, 25, 25}, kAxis{70, 70, 70}, kGrid{228, 228, 228};
 constexpr Rgb kNanGrey{160, 160, 160};
-constexpr int kMaxSide = 16384;
+constexpr int kMaxSide = 8192;     // heatmaps
+constexpr int kMaxChartSide = 4096;  // line and bar charts
 constexpr int kInset = 5;  // data stays this many pixels inside the plot frame
 
 int text_width(const std::string& s, int scale = kScale) {
@@ -243,14 +244,19 @@ void draw_text_up_centered(Canvas& cv, int x, int y_mid, const std::string& s, R
   draw_text(cv, x, y_mid + text_width(s) / 2, s, c, kScale, true);
 }
 
-// Antialiased polyline coverage: cov[y*w+x] = max over segments of the pixel's coverage by a capsule of half-width
-// hw, clipped to the rectangle [cx0, cx1) x [cy0, cy1). Row spans keep the cost at about length x width.
+// Antialiased polyline coverage over the clip rectangle [cx0, cx1) x [cy0, cy1): each pixel keeps the largest
+// coverage (0..255) by any segment's capsule of half-width hw, so joints are not painted twice. Row spans keep the
+// cost at about length x width per segment.
 struct Coverage {
-  int w, h;
-  std::vector<float> a;
   int cx0, cy0, cx1, cy1;
-  Coverage(int width, int height, int x0, int y0, int x1, int y1)
-      : w(width), h(height), a(static_cast<size_t>(width) * height, 0.0f), cx0(x0), cy0(y0), cx1(x1), cy1(y1) {}
+  std::vector<unsigned char> a;  // (cy1 - cy0) rows of (cx1 - cx0)
+  Coverage(int x0, int y0, int x1, int y1)
+      : cx0(x0), cy0(y0), cx1(std::max(x0, x1)), cy1(std::max(y0, y1)),
+        a(static_cast<size_t>(cx1 - cx0) * (cy1 - cy0), 0) {}
+  unsigned char at(int x, int y) const {
+    if (x < cx0 || y < cy0 || x >= cx1 || y >= cy1) return 0;
+    return a[static_cast<size_t>(y - cy0) * (cx1 - cx0) + (x - cx0)];
+  }
 
   void segment(double x0, double y0, double x1, double y1, double hw) {
     const double r = hw + 1.0;
@@ -276,19 +282,17 @@ struct Coverage {
         double t = len2 > 0 ? ((xc - x0) * dx + (yc - y0) * dy) / len2 : 0.0;
         t = std::clamp(t, 0.0, 1.0);
         const double ex = x0 + dx * t - xc, ey = y0 + dy * t - yc;
-        const float cov = static_cast<float>(std::clamp(hw + 0.5 - std::sqrt(ex * ex + ey * ey), 0.0, 1.0));
-        float& dst = a[static_cast<size_t>(py) * w + px];
-        dst = std::max(dst, cov);
+        const double cov = std::clamp(hw + 0.5 - std::sqrt(ex * ex + ey * ey), 0.0, 1.0);
+        unsigned char& dst = a[static_cast<size_t>(py - cy0) * (cx1 - cx0) + (px - cx0)];
+        dst = std::max(dst, static_cast<unsigned char>(std::lround(cov * 255.0)));
       }
     }
   }
   void dot(double x, double y, double radius) { segment(x, y, x, y, radius); }
   void paint(Canvas& cv, Rgb c) const {
     for (int y = cy0; y < cy1; ++y)
-      for (int x = cx0; x < cx1; ++x) {
-        const float v = a[static_cast<size_t>(y) * w + x];
-        if (v > 0.0f) cv.blend(x, y, c, v);
-      }
+      for (int x = cx0; x < cx1; ++x)
+        if (const unsigned char v = at(x, y)) cv.blend(x, y, c, v / 255.0f);
   }
 };
 
@@ -761,58 +765,68 @@ void write_heatmap(const std::string& path, const std::vector<float>& values, in
 
 namespace {
 struct Legend {
-  std::vector<std::string> labels;
+  std::vector<std::string> labels;  // fitted to the box
   std::vector<Rgb> colours;
   std::vector<bool> dashed;
+  int w = 0, h = 0;  // the box
 };
+constexpr int kLegendPad = 8, kLegendSample = 28, kLegendRow = kTextFullH + 4;
 
-// Legend box in the plot's emptiest corner (fewest drawn line pixels under it), white with a frame.
-void draw_legend(Canvas& cv, const Frame& f, const Legend& lg, const std::vector<unsigned char>& occupied) {
-  if (lg.labels.empty()) return;
-  const int pad = 8, sample = 28, row_h = kTextFullH + 4;
-  const int max_label = std::max(40, (f.x1 - f.x0) / 2 - sample - 3 * pad);
-  std::vector<std::string> labels;
+// The series' labels ("series N" when empty) fitted to max_label_px, and the box size.
+Legend make_legend(const std::vector<Series>& series, int max_label_px) {
+  Legend lg;
   int lw = 0;
-  for (const auto& s : lg.labels) {
-    labels.push_back(fit(s, max_label));
-    lw = std::max(lw, text_width(labels.back()));
+  for (size_t i = 0; i < series.size(); ++i) {
+    const std::string raw = series[i].label.empty() ? "series " + std::to_string(i + 1) : sanitize(series[i].label);
+    lg.labels.push_back(fit(raw, std::max(max_label_px, 40)));
+    lg.colours.push_back(series_colour(i));
+    lg.dashed.push_back((i / kPaletteSize) % 2 == 1);
+    lw = std::max(lw, text_width(lg.labels.back()));
   }
-  const int bw = pad + sample + pad + lw + pad;
-  const int bh = pad + static_cast<int>(labels.size()) * row_h - 4 + pad;
-  const int inset = 10;
-  struct Corner { int x, y; };
-  const Corner corners[4] = {{f.x1 - inset - bw, f.y0 + inset},   // top right
-                             {f.x1 - inset - bw, f.y1 - inset - bh},  // bottom right
-                             {f.x0 + inset, f.y0 + inset},            // top left
-                             {f.x0 + inset, f.y1 - inset - bh}};      // bottom left
-  int best = 0;
-  long long best_count = -1;
-  for (int i = 0; i < 4; ++i) {
-    long long count = 0;
-    for (int y = std::max(0, corners[i].y); y < std::min(cv.h, corners[i].y + bh); ++y)
-      for (int x = std::max(0, corners[i].x); x < std::min(cv.w, corners[i].x + bw); ++x)
-        count += occupied[static_cast<size_t>(y) * cv.w + x];
-    if (best_count < 0 || count < best_count) best = i, best_count = count;
+  if (!lg.labels.empty()) {
+    lg.w = kLegendPad + kLegendSample + kLegendPad + lw + kLegendPad;
+    lg.h = kLegendPad + static_cast<int>(lg.labels.size()) * kLegendRow - 4 + kLegendPad;
   }
-  const int x0 = corners[best].x, y0 = corners[best].y;
-  cv.fill(x0, y0, x0 + bw, y0 + bh, kWhite);
-  cv.frame(x0, y0, x0 + bw - 1, y0 + bh - 1, {180, 180, 180});
-  for (size_t i = 0; i < labels.size(); ++i) {
-    const int ry = y0 + pad + static_cast<int>(i) * row_h;
-    Coverage cov(cv.w, cv.h, 0, 0, cv.w, cv.h);
+  return lg;
+}
+
+// White box with a frame, a line sample and a label per series, top-left corner at (x0, y0).
+void paint_legend(Canvas& cv, const Legend& lg, int x0, int y0) {
+  if (lg.labels.empty()) return;
+  cv.fill(x0, y0, x0 + lg.w, y0 + lg.h, kWhite);
+  cv.frame(x0, y0, x0 + lg.w - 1, y0 + lg.h - 1, {180, 180, 180});
+  const int sx = x0 + kLegendPad;
+  for (size_t i = 0; i < lg.labels.size(); ++i) {
+    const int ry = y0 + kLegendPad + static_cast<int>(i) * kLegendRow;
+    Coverage cov(sx - 2, ry - 4, sx + kLegendSample + 2, ry + kTextH + 4);
     const double ly = ry + kTextH / 2.0;
     if (lg.dashed[i]) {
-      cov.segment(x0 + pad, ly, x0 + pad + 11, ly, 1.25);
-      cov.segment(x0 + pad + 17, ly, x0 + pad + sample, ly, 1.25);
+      cov.segment(sx, ly, sx + 11, ly, 1.25);
+      cov.segment(sx + 17, ly, sx + kLegendSample, ly, 1.25);
     } else {
-      cov.segment(x0 + pad, ly, x0 + pad + sample, ly, 1.25);
+      cov.segment(sx, ly, sx + kLegendSample, ly, 1.25);
     }
-    // paint only the legend area
-    for (int y = std::max(0, ry - 4); y < std::min(cv.h, ry + kTextH + 4); ++y)
-      for (int x = std::max(0, x0); x < std::min(cv.w, x0 + pad + sample + 2); ++x)
-        cv.blend(x, y, lg.colours[i], cov.a[static_cast<size_t>(y) * cv.w + x]);
-    draw_text(cv, x0 + pad + sample + pad, ry, labels[i], kInk);
+    cov.paint(cv, lg.colours[i]);
+    draw_text(cv, sx + kLegendSample + kLegendPad, ry, lg.labels[i], kInk);
   }
+}
+
+// The plot corner whose box would hide the fewest line pixels (ties: top right, bottom right, top left, bottom
+// left); returns that count.
+long long best_corner(const Frame& f, const Legend& lg, const std::vector<unsigned char>& occupied, int canvas_w,
+                      int canvas_h, int& x, int& y) {
+  const int inset = 10;
+  const int xs[4] = {f.x1 - inset - lg.w, f.x1 - inset - lg.w, f.x0 + inset, f.x0 + inset};
+  const int ys[4] = {f.y0 + inset, f.y1 - inset - lg.h, f.y0 + inset, f.y1 - inset - lg.h};
+  long long best = -1;
+  for (int i = 0; i < 4; ++i) {
+    long long count = 0;
+    for (int py = std::max(0, ys[i]); py < std::min(canvas_h, ys[i] + lg.h); ++py)
+      for (int px = std::max(0, xs[i]); px < std::min(canvas_w, xs[i] + lg.w); ++px)
+        count += occupied[static_cast<size_t>(py) * canvas_w + px];
+    if (best < 0 || count < best) best = count, x = xs[i], y = ys[i];
+  }
+  return best;
 }
 
 // x tick labels under the plot, skipping any that would collide with the previous one.
@@ -833,12 +847,12 @@ void draw_x_ticks(Canvas& cv, const Frame& f, const Axis& xax) {
 }
 }  // namespace
 
-void write_line_chart(const std::string& path, const std::vector<Series>& series, const ChartOptions& o) {
-  const int W = std::clamp(o.width, 240, kMaxSide), H = std::clamp(o.height, 180, kMaxSide);
-  for (const auto& s : series)
-    if (!s.x.empty() && s.x.size() != s.y.size())
-      fail("plot: line chart '", path, "': series '", s.label, "' has ", s.x.size(), " x values but ", s.y.size(),
-           " y values");
+namespace {
+// Draws the chart with the legend inside the plot (in its emptiest corner) or, with legend_outside, to the right of
+// the plot. Sets `hidden` to the number of line pixels the legend covers.
+Canvas render_line_chart(const std::vector<Series>& series, const ChartOptions& o, bool legend_outside,
+                         long long& hidden) {
+  const int W = std::clamp(o.width, 240, kMaxChartSide), H = std::clamp(o.height, 180, kMaxChartSide);
   auto xat = [](const Series& s, size_t i) { return s.x.empty() ? static_cast<double>(i) : s.x[i]; };
 
   // Data ranges over the usable points.
@@ -856,7 +870,10 @@ void write_line_chart(const std::string& path, const std::vector<Series>& series
   Canvas cv(W, H);
   const int yticks_target = std::clamp(H / 100, 3, 10);
   const Axis yax = o.log_y ? log_axis(ylo, yhi) : linear_axis(ylo, yhi, yticks_target, true, 0.04, true);
-  const Frame f = layout_and_draw_frame(cv, o, yax, 10 + kTextFullH, 34, kInset);
+  Legend lg = make_legend(series, legend_outside ? W * 3 / 10 : (W - 200) / 2 - 60);
+  const int right = legend_outside && lg.w > 0 ? lg.w + 28 : 34;
+  const Frame f = layout_and_draw_frame(cv, o, yax, 10 + kTextFullH, right, kInset);
+  if (!legend_outside) lg = make_legend(series, (f.x1 - f.x0) / 2 - kLegendSample - 3 * kLegendPad);
   const Axis xax = linear_axis(xlo, xhi, std::clamp((f.x1 - f.x0) / 110, 2, 10), false, 0.0, false);
   draw_x_ticks(cv, f, xax);
 
@@ -868,12 +885,11 @@ void write_line_chart(const std::string& path, const std::vector<Series>& series
 
   // Lines: one coverage buffer per series, painted in order; occupied marks drawn pixels for the legend placement.
   std::vector<unsigned char> occupied(static_cast<size_t>(W) * H, 0);
-  Legend lg;
   for (size_t si = 0; si < series.size(); ++si) {
     const Series& s = series[si];
-    const Rgb colour = series_colour(si);
-    const bool dashed = (si / kPaletteSize) % 2 == 1;
-    Coverage cov(W, H, f.x0, f.y0, f.x1, f.y1);
+    const Rgb colour = lg.colours[si];
+    const bool dashed = lg.dashed[si];
+    Coverage cov(f.x0, f.y0, f.x1, f.y1);
     const double hw = 1.25;
     size_t n_usable = 0;
     for (size_t i = 0; i < s.y.size(); ++i) n_usable += usable(xat(s, i), s.y[i], o.log_y);
@@ -911,15 +927,36 @@ void write_line_chart(const std::string& path, const std::vector<Series>& series
       have_prev = true, ppx = px, ppy = py;
     }
     cov.paint(cv, colour);
-    for (size_t k = 0; k < occupied.size(); ++k) occupied[k] |= cov.a[k] > 0.1f;
-    lg.labels.push_back(s.label.empty() ? "series " + std::to_string(si + 1) : sanitize(s.label));
-    lg.colours.push_back(colour);
-    lg.dashed.push_back(dashed);
+    for (int y = f.y0; y < f.y1; ++y)
+      for (int x = f.x0; x < f.x1; ++x) occupied[static_cast<size_t>(y) * W + x] |= cov.at(x, y) > 25;
   }
   cv.frame(f.x0 - 1, f.y0 - 1, f.x1, f.y1, kAxis);
   if (usable_points == 0)
     draw_text_at(cv, (f.x0 + f.x1) / 2, (f.y0 + f.y1) / 2 - kTextH / 2, "no data", {150, 150, 150}, Align::center);
-  draw_legend(cv, f, lg, occupied);
+  hidden = 0;
+  if (legend_outside) {
+    paint_legend(cv, lg, f.x1 + 16, f.y0);
+  } else if (!lg.labels.empty()) {
+    int x = 0, y = 0;
+    hidden = best_corner(f, lg, occupied, W, H, x, y);
+    paint_legend(cv, lg, x, y);
+  }
+  return cv;
+}
+}  // namespace
+
+void write_line_chart(const std::string& path, const std::vector<Series>& series, const ChartOptions& o) {
+  for (const auto& s : series)
+    if (!s.x.empty() && s.x.size() != s.y.size())
+      fail("plot: line chart '", path, "': series '", s.label, "' has ", s.x.size(), " x values but ", s.y.size(),
+           " y values");
+  // The legend goes inside the plot unless it would hide more than a few line pixels there.
+  long long hidden = 0;
+  Canvas cv = render_line_chart(series, o, false, hidden);
+  if (hidden > 40) {
+    long long unused = 0;
+    cv = render_line_chart(series, o, true, unused);
+  }
   write_png(path, cv);
 }
 
@@ -930,7 +967,7 @@ void write_bar_chart(const std::string& path, const std::vector<std::string>& la
                      const ChartOptions& o) {
   if (labels.size() != values.size())
     fail("plot: bar chart '", path, "': ", labels.size(), " labels but ", values.size(), " values");
-  const int W = std::clamp(o.width, 240, kMaxSide), H = std::clamp(o.height, 180, kMaxSide);
+  const int W = std::clamp(o.width, 240, kMaxChartSide), H = std::clamp(o.height, 180, kMaxChartSide);
   const size_t n = values.size();
 
   double lo = INFINITY, hi = -INFINITY;

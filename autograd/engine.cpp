@@ -59,7 +59,9 @@ std::string capture_backtrace() {
     std::string line = symbols[i];
     std::string fn = line;
     size_t lp = line.find('('), plus = line.find('+', lp == std::string::npos ? 0 : lp);
-    if (lp != std::string::npos && plus != std::string::npos && plus > lp + 1) {
+    bool named = lp != std::string::npos && plus != std::string::npos && plus > lp + 1;
+    if (!named && shown == 0) continue;  // the library's own unnamed frames (inlined record<>), above the op
+    if (named) {
       std::string mangled = line.substr(lp + 1, plus - lp - 1);
       int status = 0;
       char* dem = abi::__cxa_demangle(mangled.c_str(), nullptr, nullptr, &status);
@@ -223,8 +225,10 @@ void Tensor::backward(const Array& grad_in, bool retain_graph) const {
     if (trace) {
       std::fprintf(stderr, "[trace] %-22s out %-14s |grad_out| %-11.5g", n->name(), shape_str(n->output_shape).c_str(),
                    norm(g));
-      for (size_t i = 0; i < in_grads.size(); ++i)
-        std::fprintf(stderr, "  |grad_in%zu| %.5g", i, norm(in_grads[i]));
+      for (size_t i = 0; i < in_grads.size(); ++i) {
+        if (in_grads[i].defined()) std::fprintf(stderr, "  |grad_in%zu| %.5g", i, norm(in_grads[i]));
+        else std::fprintf(stderr, "  |grad_in%zu| none", i);  // that input needs no gradient
+      }
       std::fprintf(stderr, "\n");
     }
     if (!retain_graph && dynamic_cast<AccumulateGrad*>(n) == nullptr) {
