@@ -31,17 +31,26 @@ std::string fixed(double v, int decimals) {
   return buf;
 }
 
+namespace {
+// Characters on screen: UTF-8 continuation bytes (10xxxxxx) do not count, so "±" is one wide.
+size_t display_width(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+}  // namespace
+
 std::string markdown_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> w(header.size());
-  for (size_t c = 0; c < header.size(); ++c) w[c] = header[c].size();
+  for (size_t c = 0; c < header.size(); ++c) w[c] = display_width(header[c]);
   for (auto& r : rows)
-    for (size_t c = 0; c < r.size() && c < w.size(); ++c) w[c] = std::max(w[c], r[c].size());
+    for (size_t c = 0; c < r.size() && c < w.size(); ++c) w[c] = std::max(w[c], display_width(r[c]));
   std::ostringstream os;
   auto line = [&](const std::vector<std::string>& cells) {
     os << "|";
     for (size_t c = 0; c < w.size(); ++c) {
       std::string cell = c < cells.size() ? cells[c] : "";
-      os << " " << cell << std::string(w[c] - cell.size(), ' ') << " |";
+      os << " " << cell << std::string(w[c] - display_width(cell), ' ') << " |";
     }
     os << "\n";
   };
