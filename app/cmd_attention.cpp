@@ -24,7 +24,7 @@ void run(const AttentionArgs& a) {
   apply_common_flags(a.common);
   auto model = load_model(a.ckpt);
   ModelInput in = make_input(*model, a.input, a.index, a.common.seed, a.data_dir);
-  check(::mkdir(a.out.c_str(), 0755) == 0 || errno == EEXIST, "attention: cannot create --out ", a.out);
+  make_dirs(a.out);
   std::vector<HeadMap> maps = attention_maps(*model, in, a.out, "");
   const ModelConfig& cfg = model->config();
   if (a.common.json) {

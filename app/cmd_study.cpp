@@ -48,15 +48,6 @@ double stdev(const std::vector<double>& v) {
   return std::sqrt(s / double(v.size() - 1));
 }
 
-void make_dir(const std::string& p) {
-  std::string acc;
-  for (size_t i = 0; i <= p.size(); ++i) {
-    if ((i == p.size() || p[i] == '/') && !acc.empty() && ::mkdir(acc.c_str(), 0755) != 0 && errno != EEXIST)
-      fail("study: cannot create directory ", acc, ": ", std::strerror(errno));
-    if (i < p.size()) acc += p[i];
-  }
-}
-
 std::string dir_name(const VariantSpec& v) {
   std::string s = v.id();
   for (char& c : s)
@@ -73,7 +64,7 @@ void run(StudyArgs& a) {
   ModelConfig base = build_config(a.model, parse_variant("qkv"), *probe);
   std::vector<VariantSpec> specs = variant_set(a.variants, base.n_heads);
   check(!specs.empty(), "study: no variants in '", a.variants, "'");
-  make_dir(a.out);
+  make_dirs(a.out);
   const std::string metric_name = lm ? "val perplexity" : "accuracy";
 
   std::vector<VariantResult> results;
@@ -87,7 +78,7 @@ void run(StudyArgs& a) {
       r.cfg = build_config(a.model, r.spec, *data);
       TrainOptions o = train_options(a.train, a.model, *data, seed);
       o.out_dir = a.out + "/" + dir_name(r.spec) + (a.seeds > 1 ? "/seed" + std::to_string(seed) : "");
-      make_dir(o.out_dir);
+      make_dirs(o.out_dir);
       char label[96];
       std::snprintf(label, sizeof label, "[%zu/%zu] %s%s", vi + 1, specs.size(), r.spec.paper_name().c_str(),
                     a.seeds > 1 ? (" seed " + std::to_string(seed)).c_str() : "");
@@ -103,7 +94,7 @@ void run(StudyArgs& a) {
         r.curve = t.losses;
         if (!a.no_maps) {
           std::string maps_dir = o.out_dir + "/attention";
-          make_dir(maps_dir);
+          make_dirs(maps_dir);
           std::string text = lm ? "ROMEO:\nBut soft, what light through yonder window breaks?" : "";
           if (lm && int64_t(text.size()) > r.cfg.context) text.resize(size_t(r.cfg.context));
           ModelInput in = make_input(*model, text, 0, seed, a.model.data_dir);

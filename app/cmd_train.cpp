@@ -22,20 +22,6 @@ struct TrainArgs {
   bool resume = false;
 };
 
-void make_dirs(const std::string& path) {
-  std::string acc;
-  for (size_t i = 0; i <= path.size(); ++i) {
-    if (i == path.size() || path[i] == '/') {
-      if (!acc.empty() && ::mkdir(acc.c_str(), 0755) != 0 && errno != EEXIST)
-        fail("cannot create directory ", acc, ": ", std::strerror(errno));
-    }
-    if (i < path.size()) acc += path[i];
-  }
-  struct stat st;
-  check(::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "--out ", path, " is not a directory");
-  check(::access(path.c_str(), W_OK) == 0, "--out ", path, " is not writable");
-}
-
 void run(TrainArgs& a) {
   apply_common_flags(a.common);
   VariantSpec variant = parse_variant(a.variant);

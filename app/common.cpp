@@ -1,8 +1,15 @@
 #include "app/common.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <cstdio>
 #include <sstream>
 
+#include "tensor/error.h"
 #include "tensor/parallel.h"
 
 namespace qkvlab::app {
@@ -17,6 +24,19 @@ void add_common_flags(CLI::App* cmd, CommonFlags& flags) {
 
 void apply_common_flags(const CommonFlags& flags) {
   if (flags.threads > 0) set_num_threads(flags.threads);
+}
+
+void make_dirs(const std::string& path) {
+  check(!path.empty(), "no folder given");
+  std::string acc;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if ((i == path.size() || path[i] == '/') && !acc.empty() && ::mkdir(acc.c_str(), 0755) != 0 && errno != EEXIST)
+      fail("cannot create folder ", acc, ": ", std::strerror(errno));
+    if (i < path.size()) acc += path[i];
+  }
+  struct stat st;
+  check(::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode), path, " is not a folder");
+  check(::access(path.c_str(), W_OK) == 0, "folder ", path, " is not writable");
 }
 
 std::string with_commas(int64_t n) {

@@ -28,6 +28,9 @@ void register_generate(CLI::App& app);
 void register_attention(CLI::App& app);
 void register_study(CLI::App& app);
 
+// mkdir -p: creates the folder and its parents; errors if it cannot, or if the result is not a writable folder.
+void make_dirs(const std::string& path);
+
 // 1234567 -> "1,234,567"
 std::string with_commas(int64_t n);
 // A markdown table: header row, separator, rows; columns padded to their widest cell.
