@@ -17,6 +17,7 @@ struct EvalArgs {
 void run(const EvalArgs& a) {
   apply_common_flags(a.common);
   check(a.batch > 0, "eval: --batch must be positive, got ", a.batch);
+  check(a.max_examples >= 0, "eval: --max-examples must be >= 0 (0 = all), got ", a.max_examples);
   auto model = load_model(a.ckpt);
   const ModelConfig& cfg = model->config();
   EvalResult r;
@@ -43,6 +44,9 @@ void run(const EvalArgs& a) {
     r.examples = windows;
     on = a.data + " (" + std::to_string(windows) + " windows of " + std::to_string(cfg.context + 1) + " bytes)";
   } else {
+    // --data would be silently ignored: the score would not be of the file the user named.
+    check(a.data.empty(), "eval: --data is for LM checkpoints; ", a.ckpt, " is a ", cfg.task,
+          " model, scored on its task's test set (", cfg.task == "fmnist" ? "--data-dir" : "--seed", ")");
     TaskOptions t;
     t.data_dir = a.data_dir;
     t.seed = a.common.seed;

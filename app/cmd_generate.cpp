@@ -38,14 +38,14 @@ void run(const GenerateArgs& a) {
     nlohmann::ordered_json j{{"prompt", a.prompt},         {"text", text},
                              {"tokens", r.tokens.size()}, {"tokens_per_s", tps},
                              {"cache", o.use_cache},      {"cache_bytes", r.cache_bytes},
-                             {"truncated", r.truncated}};
+                             {"window_slides", r.window_slides}};
     std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return;
   }
   std::printf("%s%s\n", a.prompt.c_str(), text.c_str());
-  std::fprintf(stderr, "%zu tokens in %.3f s (%.0f tokens/s), KV cache %s, %lld bytes%s\n", r.tokens.size(),
-               r.seconds, tps, o.use_cache ? "on" : "off", (long long)r.cache_bytes,
-               r.truncated ? "; stopped at the model's context" : "");
+  std::fprintf(stderr, "%zu tokens in %.3f s (%.0f tokens/s), KV cache %s, %lld bytes; context window slid %lld times\n",
+               r.tokens.size(), r.seconds, tps, o.use_cache ? "on" : "off", (long long)r.cache_bytes,
+               (long long)r.window_slides);
 }
 }  // namespace
 
@@ -55,7 +55,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--ckpt", args->ckpt, "run directory or model.safetensors of an LM")->required();
   cmd->add_option("--prompt", args->prompt, "text to continue (every byte must be in the model's vocabulary)")
       ->default_val("\n");
-  cmd->add_option("--tokens", args->tokens, "bytes to generate (stops early at the model's context)")
+  cmd->add_option("--tokens", args->tokens, "bytes to generate (past the context the window slides to its last half)")
       ->default_val(200);
   cmd->add_option("--temperature", args->temperature, "sampling temperature; 0 = greedy (ties: lowest id)")
       ->default_val(0.8);

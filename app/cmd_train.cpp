@@ -34,6 +34,11 @@ void run(TrainArgs& a) {
       if (c == ':') c = '-';
     a.out = "runs/" + cfg.task + "-" + id;
   }
+  if (a.resume) {  // nothing to continue: say so, and do not leave an empty run directory behind
+    struct stat st;
+    check(::stat(a.out.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "train --resume: no run directory ", a.out,
+          " to continue; train without --resume first");
+  }
   make_dirs(a.out);
   opts.out_dir = a.out;
   opts.resume = a.resume;
@@ -76,6 +81,13 @@ void run(TrainArgs& a) {
                 (long long)r.steps, r.seconds, r.tokens_per_s, r.eval.loss, r.eval.perplexity(), r.eval.accuracy,
                 a.out.c_str());
   }
+  // Interrupted by Ctrl-C: the checkpoint is saved, but the run is not done. Exit with 130 (128 + SIGINT), what
+  // the shell reports for a command stopped by Ctrl-C, so that `qkvlab train ... && qkvlab eval ...` stops here.
+  // CLI::RuntimeError carries an exit status and prints nothing (main() returns its code).
+  if (r.interrupted) {
+    std::fflush(stdout);
+    throw CLI::RuntimeError(130);
+  }
 }
 }  // namespace
 
@@ -96,7 +108,11 @@ void register_train(CLI::App& app) {
       "  qkvlab train --task lm --data ../shared/data/tinyshakespeare.txt --variant kv --steps 2000\n"
       "  qkvlab train --task reverse --variant single+ --epochs 2\n"
       "  qkvlab train --task fmnist --variant qkv --epochs 2\n"
-      "Ctrl-C saves a checkpoint and stops; --resume continues it exactly.");
+      "Ctrl-C saves a checkpoint and stops with exit status 130 (128 + SIGINT: the run is not finished, so\n"
+      "`train ... && eval ...` stops too); --resume continues it exactly, bit for bit with the same --threads.\n"
+      "A second Ctrl-C quits at once (also status 130): each file is written atomically, and --resume refuses\n"
+      "a model.safetensors and optimizer.safetensors of different steps.\n"
+      "Exit status: 0 done, 2 error (one line on stderr), 130 interrupted by Ctrl-C.");
   cmd->callback([args] { run(*args); });
 }
 

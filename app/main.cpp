@@ -1,7 +1,9 @@
 // qkvlab: train, evaluate and compare the attention variants of "Do Transformers Need Three Projections?".
-// One file per subcommand (app/cmd_*.cpp). Errors: one line on stderr, exit status 2.
+// One file per subcommand (app/cmd_*.cpp). Errors: one line on stderr, exit status 2. `train` stopped by Ctrl-C
+// exits with 130 after saving its checkpoint (a CLI::RuntimeError carrying that status).
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "app/common.h"
 #include "tensor/error.h"
@@ -23,6 +25,20 @@ int main(int argc, char** argv) {
   qkvlab::app::register_cache(app);
   qkvlab::app::register_gradcheck(app);
   try {
+    // A mistyped command would otherwise only hear "A subcommand is required".
+    if (argc >= 2 && argv[1][0] != '-') {
+      std::string names;
+      bool known = false;
+      for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+        known = known || sub->get_name() == argv[1];
+        names += (names.empty() ? "" : ", ") + sub->get_name();
+      }
+      if (!known) {
+        std::fprintf(stderr, "qkvlab: error: unknown command '%s'; valid: %s (see qkvlab --help)\n", argv[1],
+                     names.c_str());
+        return 2;
+      }
+    }
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
     std::fputs(app.help().c_str(), stdout);
@@ -30,6 +46,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp&) {
     std::fputs(app.help("", CLI::AppFormatMode::All).c_str(), stdout);
     return 0;
+  } catch (const CLI::RuntimeError& e) {
+    // A command that ends with a chosen exit status and has said what it had to (train after Ctrl-C: 130).
+    std::fflush(stdout);
+    return e.get_exit_code();
   } catch (const CLI::ParseError& e) {
     // A subcommand's --help throws CallForHelp from inside; CLI11 knows which command asked.
     if (e.get_exit_code() == 0) return app.exit(e);

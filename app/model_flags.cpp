@@ -125,6 +125,14 @@ TrainOptions train_options(const TrainFlags& f, const ModelFlags& m, const TaskD
   o.seed = seed;
   check(f.warmup >= 0 && f.warmup <= 1, "--warmup must be in [0, 1], got ", f.warmup);
   check(f.clip >= 0, "--clip must be >= 0, got ", f.clip);
+  // Negative values used to slip through: --lr -1 silently became the default, --min-lr-ratio -2 made the cosine
+  // end in gradient ascent, a negative --eval-every/--save-every silently never happened.
+  check(f.lr >= 0, "--lr must be positive (or 0 for the task's default), got ", f.lr);
+  check(f.weight_decay >= 0, "--weight-decay must be >= 0, got ", f.weight_decay);
+  check(f.min_lr_ratio >= 0 && f.min_lr_ratio <= 1, "--min-lr-ratio must be in [0, 1], got ", f.min_lr_ratio);
+  check(f.eval_every >= 0 && f.eval_examples >= 0 && f.save_every >= 0,
+        "--eval-every, --eval-examples and --save-every must be >= 0 (0: at the end / all), got ", f.eval_every, ", ",
+        f.eval_examples, ", ", f.save_every);
   (void)data;
   return o;
 }

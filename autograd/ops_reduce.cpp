@@ -69,7 +69,15 @@ struct MatmulBackward : Node {
   const char* name() const override { return "MatmulBackward"; }
   std::vector<Array> backward(const Array& g) override {  // g: (..., M, N)
     Array ga = needs_grad(0) ? sum_to(matmul(g, b.mT()), input_shapes[0]) : Array();  // g @ b^T
-    Array gb = needs_grad(1) ? sum_to(matmul(a.mT(), g), input_shapes[1]) : Array();  // a^T @ g
+    Array gb;
+    if (needs_grad(1) && input_shapes[1].size() == 2 && a.ndim() > 2 && g.is_contiguous() && a.is_contiguous()) {
+      // b is a matrix shared by every batch entry (a weight): sum_b a_b^T g_b is one product over all rows,
+      // (K, batch*M) @ (batch*M, N), with no (batch, K, N) intermediate to sum afterwards.
+      const int64_t K = a.size(-1), N = g.size(-1);
+      gb = matmul(a.reshape({-1, K}).mT(), g.reshape({-1, N}));
+    } else if (needs_grad(1)) {
+      gb = sum_to(matmul(a.mT(), g), input_shapes[1]);  // a^T @ g
+    }
     return {ga, gb};
   }
   void release_saved() override { a = b = Array(); }

@@ -37,27 +37,32 @@ SampleResult sample(GPT& model, const std::vector<int64_t>& prompt, const Sample
   model.eval();
   Generator gen(o.seed);
   SampleResult r;
-  std::vector<int64_t> seq = prompt;
   KVCache cache;
   auto t0 = std::chrono::steady_clock::now();
   auto last_row = [](const Array& logits) {  // (1, T, V) -> the last position's logits
     return logits.select(1, logits.size(1) - 1).select(0, 0).to_vector();
   };
-  std::vector<double> logits =
-      last_row(model.forward(Array::from_vector(seq, {1, int64_t(seq.size())}), o.use_cache ? &cache : nullptr).data());
+  // The tokens the model sees now; positions restart at 0 whenever the window slides.
+  std::vector<int64_t> window = prompt;
+  auto run_window = [&] {  // a full forward over the window (fills the cache when there is one)
+    cache.reset();
+    return last_row(model.forward(Array::from_vector(window, {1, int64_t(window.size())}),
+                                  o.use_cache ? &cache : nullptr).data());
+  };
+  std::vector<double> logits = run_window();
   for (int64_t i = 0; i < o.max_new_tokens; ++i) {
     int64_t next = pick_token(logits, o.temperature, o.top_k, gen);
     r.tokens.push_back(next);
-    seq.push_back(next);
+    window.push_back(next);
     if (i + 1 == o.max_new_tokens) break;
-    if (int64_t(seq.size()) >= context) {  // the next token would have no position left
-      r.truncated = true;
-      break;
-    }
-    if (o.use_cache) {
+    if (int64_t(window.size()) >= context) {  // no position left for the next token: keep the last half
+      window.erase(window.begin(), window.end() - std::max<int64_t>(1, context / 2));
+      ++r.window_slides;
+      logits = run_window();
+    } else if (o.use_cache) {
       logits = last_row(model.forward(Array::from_vector(std::vector<int64_t>{next}, {1, 1}), &cache).data());
     } else {
-      logits = last_row(model.forward(Array::from_vector(seq, {1, int64_t(seq.size())})).data());
+      logits = run_window();
     }
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -1,5 +1,6 @@
 #include "models/trainer.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +11,8 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "models/safetensors.h"
 
 namespace qkvlab {
 
@@ -67,15 +70,27 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
   WarmupCosineLR schedule(o.lr, warmup, o.steps, o.lr * o.min_lr_ratio);
   Generator data_rng(o.seed * 2 + 1);
   int64_t step = 0;
+  int64_t saved_step = -1;  // the step of this run's last checkpoint (-1: none yet), named when training diverges
 
   if (o.resume) {
+    struct stat st;
+    check(::stat(model_path.c_str(), &st) == 0, "train --resume: no checkpoint in ", o.out_dir,
+          " (it has no model.safetensors); train without --resume first");
     auto saved = load_model(model_path);
     check(saved->config().to_json() == model.config().to_json(), "train --resume: the checkpoint in ", o.out_dir,
           " is a different model (", saved->config().variant.id(), ", d ", saved->config().d_model, ", ",
           saved->config().n_layers, " layers) from the one asked for");
     model.load_state_dict(saved->state_dict());
     TrainingState ts = load_training_state(opt_path, opt);
+    // The two files are renamed into place one after the other: a crash (or a second Ctrl-C) between the two leaves
+    // weights and optimizer state of different steps, which must not be resumed as if they were a pair.
+    const auto meta = load_safetensors(model_path).metadata;
+    if (auto it = meta.find("step"); it != meta.end())
+      check(it->second == std::to_string(ts.step), "train --resume: ", model_path, " is from step ", it->second,
+            " but ", opt_path, " is from step ", ts.step,
+            " (the run was stopped between the two writes); it cannot be continued exactly");
     step = ts.step;
+    saved_step = step;
     data_rng.set_state(ts.data_rng);
     data.set_sampler_state(ts.sampler);
     model.generator().set_state(ts.model_rng);
@@ -93,8 +108,11 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
 
   auto save = [&] {
     if (!files) return;
-    save_model(model_path, model);
+    // save_model's file plus the step, which the resume checks against optimizer.safetensors.
+    save_safetensors(model_path, model.state_dict(),
+                     {{"config", model.config().to_json()}, {"format", "qkvlab"}, {"step", std::to_string(step)}});
     save_training_state(opt_path, opt, {step, data_rng.state(), model.generator().state(), data.sampler_state()});
+    saved_step = step;
   };
   auto log_json = [&](const nlohmann::ordered_json& j) {
     if (files) metrics << j.dump() << "\n" << std::flush;
@@ -130,7 +148,10 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
       loss_value = r.loss.item();
       if (!std::isfinite(loss_value))
         fail("training diverged: the loss is ", loss_value, " at step ", step + 1, " (lr ", opt.lr, ")",
-             files ? "; the last good checkpoint in " + o.out_dir + " is kept" : std::string(),
+             !files             ? std::string()
+             : saved_step >= 0  ? "; the last good checkpoint (step " + std::to_string(saved_step) + ") in " +
+                                      o.out_dir + " is kept"
+                                : "; no checkpoint of this run was saved before it (see --save-every)",
              o.anomaly ? "" : "; rerun with --anomaly to name the op");
       opt.zero_grad();
       r.loss.backward();

@@ -65,6 +65,16 @@ Array matmul(const Array& a_in, const Array& b_in) {
       }
     }
     const size_t r = nd;  // the matrix dims of the expanded operands
+    // One big product instead of nb small ones when b is the same matrix for every batch entry (a weight) and a's
+    // batch and row dims are laid out as one: (..., M, K) @ (K, N) is then (nb*M, K) @ (K, N), and b is packed
+    // once instead of nb times.
+    bool b_shared = true;
+    for (size_t d = 0; d < nd; ++d) b_shared = b_shared && (be.strides()[d] == 0 || batch[d] == 1);
+    if (b_shared && nb > 1 && a.is_contiguous() && a_batch == batch) {
+      gemm(nb * M, N, K, a.data<T>(), K, 1, be.data<T>(), be.strides()[r], be.strides()[r + 1], out.data<T>(), N,
+           false);
+      return out;
+    }
     gemm_batched(nb, a_off.data(), b_off.data(), c_off.data(), M, N, K, ae.data<T>(), ae.strides()[r],
                  ae.strides()[r + 1], be.data<T>(), be.strides()[r], be.strides()[r + 1], out.data<T>(), N, false);
     return out;

@@ -1,0 +1,551 @@
+// The qkvlab program end to end: the tests run the real binary (build/<mode>/qkvlab, found beside this test
+// binary) as a child process and read its exit status, stdout and stderr.
+//   - train on a synthetic task and on a text file, eval (checkpoint and --data), generate with and without the
+//     KV cache, cache --preset 300M, gradcheck; every --json output parses;
+//   - every bad flag, file or checkpoint: exit status 2 and exactly one line "qkvlab: error: ..." on stderr;
+//   - Ctrl-C during train: a checkpoint, exit status 130, and --resume finishes it bit-identically to a straight run.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "models/checkpoint.h"
+#include "models/data.h"
+#include "tensor/parallel.h"
+
+extern char** environ;
+
+using namespace qkvlab;
+using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
+using nlohmann::json;
+using V = std::vector<std::string>;
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/qkvlab_cli_XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string file(const std::string& name) const { return path + "/" + name; }
+  std::string sub(const std::string& name) const {
+    std::filesystem::create_directories(file(name));
+    return file(name);
+  }
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+// A bool, so that a failure prints one line rather than two files.
+bool files_equal(const std::string& a, const std::string& b) {
+  std::string x = slurp(a), y = slurp(b);
+  return !x.empty() && x == y;
+}
+void write(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+// The qkvlab binary of the same build as this test binary (build/release/ or build/debug/).
+std::string qkvlab_binary() {
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  REQUIRE(!ec);
+  std::string bin = (self.parent_path() / "qkvlab").string();
+  INFO("expected the program at " << bin << " (make builds it)");
+  REQUIRE(::access(bin.c_str(), X_OK) == 0);
+  return bin;
+}
+
+// A child process: qkvlab with args, in directory cwd, stdout and stderr into files, one kernel thread.
+struct Child {
+  pid_t pid = -1;
+  std::string out_path, err_path;
+};
+
+Child spawn(const std::vector<std::string>& args, const std::string& cwd, const std::string& io_prefix) {
+  static const std::string bin = qkvlab_binary();
+  Child c;
+  c.out_path = io_prefix + ".out";
+  c.err_path = io_prefix + ".err";
+  // Everything the child needs is built before fork (only async-signal-safe calls after it).
+  std::vector<std::string> argv_s{bin};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_s;
+  for (char** e = environ; *e; ++e) {
+    std::string kv = *e;
+    if (kv.rfind("QKVLAB_THREADS=", 0) == 0 || kv.rfind("QKVLAB_FAULT_INJECT=", 0) == 0) continue;
+    env_s.push_back(kv);
+  }
+  env_s.push_back("QKVLAB_THREADS=1");
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  int out = ::open(c.out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int err = ::open(c.err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  REQUIRE(out >= 0);
+  REQUIRE(err >= 0);
+  c.pid = ::fork();
+  REQUIRE(c.pid >= 0);
+  if (c.pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGINT, SIG_DFL);
+    if (::chdir(cwd.c_str()) != 0) _exit(126);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    ::execve(bin.c_str(), argv.data(), envp.data());
+    _exit(127);
+  }
+  ::close(out);
+  ::close(err);
+  return c;
+}
+
+struct Result {
+  int status = -1;  // the exit status; -signal when killed by a signal
+  std::string out, err;
+};
+
+Result finish(const Child& c) {
+  int ws = 0;
+  REQUIRE(::waitpid(c.pid, &ws, 0) == c.pid);
+  Result r;
+  r.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : WIFSIGNALED(ws) ? -WTERMSIG(ws) : -1000;
+  r.out = slurp(c.out_path);
+  r.err = slurp(c.err_path);
+  return r;
+}
+
+// Runs qkvlab to the end. The child's files live in `dir` (also its working directory: a default --out lands there).
+Result run_qkvlab(const std::vector<std::string>& args, const std::string& dir) {
+  static int n = 0;
+  Result r = finish(spawn(args, dir, dir + "/io" + std::to_string(n++)));
+  return r;
+}
+
+std::string joined(const std::vector<std::string>& args) {
+  std::string s = "qkvlab";
+  for (auto& a : args) s += " '" + a + "'";
+  return s;
+}
+
+json parse_json(const std::string& text) {
+  INFO("stdout: " << text);
+  json j;
+  REQUIRE_NOTHROW(j = json::parse(text));
+  return j;
+}
+
+// A few KB of English-like text from a fixed seed.
+std::string english_like_text(size_t bytes, uint64_t seed) {
+  static const char* words[] = {"the",  "a",     "of",    "and",  "to",     "in",    "is",    "was",   "that",
+                                "it",   "for",   "on",    "with", "as",     "his",   "her",   "they",  "at",
+                                "by",   "this",  "from",  "but",  "not",    "river", "light", "house", "old",
+                                "small", "king", "sea",   "night", "long",  "road",  "said",  "came",  "went",
+                                "who",  "would", "there", "their", "stone", "garden", "winter", "bird", "song"};
+  const size_t n_words = sizeof words / sizeof *words;
+  Generator g(seed);
+  std::string out;
+  bool cap = true;
+  while (out.size() < bytes) {
+    std::string w = words[g.randint(0, int64_t(n_words))];
+    if (cap) w[0] = char(w[0] - 'a' + 'A');
+    cap = false;
+    out += w;
+    double u = g.uniform();
+    if (u < 0.08) out += ".\n", cap = true;
+    else if (u < 0.15) out += ", ";
+    else out += " ";
+  }
+  return out;
+}
+
+const std::vector<std::string> kTinySynthetic{"--task",   "reverse", "--seq-len", "8",   "--train-size", "200",
+                                              "--test-size", "50",   "--d-model", "16",  "--heads",      "2",
+                                              "--layers", "1",       "--batch",   "16",  "--threads",    "1"};
+const std::vector<std::string> kTinyLM{"--task",   "lm", "--context", "16", "--d-model", "16", "--heads", "4",
+                                       "--layers", "1",  "--batch",   "8",  "--threads", "1"};
+std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// Two small runs made once for all the tests below: a synthetic checkpoint and an LM checkpoint.
+struct Runs {
+  TempDir tmp;
+  std::string corpus, synthetic_dir, lm_dir;
+  json synthetic_train, lm_train;
+  Runs() {
+    corpus = tmp.file("corpus.txt");
+    write(corpus, english_like_text(5000, 7));
+    synthetic_dir = tmp.file("syn");
+    lm_dir = tmp.file("lm");
+    Result s = run_qkvlab(V{"train"} + kTinySynthetic + V{"--steps", "30", "--out", synthetic_dir, "--json"},
+                      tmp.path);
+    INFO(s.err);
+    REQUIRE(s.status == 0);
+    synthetic_train = parse_json(s.out);
+    Result l = run_qkvlab(V{"train"} + kTinyLM + V{"--data", corpus, "--steps", "40", "--out", lm_dir, "--json"},
+                      tmp.path);
+    INFO(l.err);
+    REQUIRE(l.status == 0);
+    lm_train = parse_json(l.out);
+  }
+};
+Runs& runs() {
+  static Runs r;
+  return r;
+}
+
+// Exit status 2, exactly one line on stderr, starting "qkvlab: error:" and saying `what`.
+void expect_error(const std::vector<std::string>& args, const std::string& what, const std::string& dir) {
+  Result r = run_qkvlab(args, dir);
+  INFO(joined(args) << "\nstatus " << r.status << "\nstderr: " << r.err);
+  CHECK(r.status == 2);
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  CHECK(!r.err.empty());
+  CHECK(r.err.back() == '\n');
+  CHECK_THAT(r.err, StartsWith("qkvlab: error: "));
+  CHECK_THAT(r.err, Contains(what));
+}
+
+}  // namespace
+
+TEST_CASE("cli: train on a synthetic task writes a checkpoint that eval scores the same way", "[cli]") {
+  Runs& R = runs();
+  const json& t = R.synthetic_train;
+  CHECK(t["variant"] == "qkv");
+  CHECK(t["task"] == "reverse");
+  CHECK(t["steps"] == 30);
+  CHECK(t["interrupted"] == false);
+  CHECK(t["parameters"].get<int64_t>() > 0);
+  const double loss = t["eval_loss"].get<double>(), acc = t["eval_acc"].get<double>();
+  CHECK(std::isfinite(loss));
+  CHECK(acc >= 0.0);
+  CHECK(acc <= 1.0);
+  CHECK(t["eval_ppl"].get<double>() == Approx(std::exp(loss)).epsilon(1e-12));
+  for (const char* f : {"model.safetensors", "optimizer.safetensors", "metrics.jsonl"})
+    CHECK(std::filesystem::exists(R.synthetic_dir + "/" + f));
+  // metrics.jsonl: one JSON object per line, the last training line at step 30, the final eval after it.
+  std::ifstream metrics(R.synthetic_dir + "/metrics.jsonl");
+  int64_t last_loss_step = -1, eval_lines = 0;
+  for (std::string line; std::getline(metrics, line);) {
+    json j = parse_json(line);
+    if (j.contains("loss")) last_loss_step = j["step"].get<int64_t>();
+    if (j.contains("eval_loss")) {
+      ++eval_lines;
+      CHECK(j["eval_loss"].get<double>() == loss);
+    }
+  }
+  CHECK(last_loss_step == 30);
+  CHECK(eval_lines == 1);
+
+  // eval regenerates the test set from --seed: its first 50 sequences are the 50 the run was scored on.
+  Result e = run_qkvlab(V{"eval", "--ckpt", R.synthetic_dir, "--max-examples", "50", "--threads", "1", "--json"}, R.tmp.path);
+  INFO(e.err);
+  REQUIRE(e.status == 0);
+  json j = parse_json(e.out);
+  CHECK(j["examples"] == 50);
+  CHECK(j["task"] == "reverse");
+  CHECK(j["loss"].get<double>() == Approx(loss).epsilon(1e-6));
+  CHECK(j["accuracy"].get<double>() == Approx(acc).epsilon(1e-9));
+  CHECK(j["perplexity"].get<double>() == Approx(std::exp(j["loss"].get<double>())).epsilon(1e-12));
+  // The file path works as well as the directory.
+  Result e2 = run_qkvlab(V{"eval", "--ckpt", R.synthetic_dir + "/model.safetensors", "--max-examples", "50", "--json"},
+                     R.tmp.path);
+  REQUIRE(e2.status == 0);
+  CHECK(parse_json(e2.out)["loss"] == j["loss"]);
+}
+
+TEST_CASE("cli: train an LM on a text file, eval --data counts windows and ppl == exp(loss)", "[cli]") {
+  Runs& R = runs();
+  const json& t = R.lm_train;
+  CHECK(t["task"] == "lm");
+  CHECK(t["steps"] == 40);
+  CHECK(t["eval_ppl"].get<double>() == Approx(std::exp(t["eval_loss"].get<double>())).epsilon(1e-12));
+  // 40 steps of a byte LM on English-like text: below the loss of a uniform guess over its vocabulary.
+  ModelConfig cfg = read_config(R.lm_dir);
+  CHECK(cfg.context == 16);
+  CHECK(t["eval_loss"].get<double>() < std::log(double(cfg.vocab_size)));
+
+  // A known file: 5 windows of 17 bytes and a 3-byte tail that is dropped.
+  const std::string text = slurp(R.corpus);
+  const std::string known = R.tmp.file("known.txt");
+  write(known, text.substr(100, 5 * 17 + 3));
+  Result e = run_qkvlab(V{"eval", "--ckpt", R.lm_dir, "--data", known, "--threads", "1", "--json"}, R.tmp.path);
+  INFO(e.err);
+  REQUIRE(e.status == 0);
+  json j = parse_json(e.out);
+  CHECK(j["examples"] == 5);
+  const double loss = j["loss"].get<double>();
+  CHECK(std::isfinite(loss));
+  CHECK(j["perplexity"].get<double>() == Approx(std::exp(loss)).epsilon(1e-12));
+
+  // The same score computed here, from the checkpoint, with the library (DESIGN.md 7: consecutive windows).
+  {
+    int saved = num_threads();
+    set_num_threads(1);
+    auto model = load_model(R.lm_dir);
+    ByteTokenizer tok = ByteTokenizer::from_vocab(model->config().vocab);
+    auto batches = eval_windows(tok.encode(slurp(known)), 16, 32);
+    NoGradGuard no_grad;
+    model->eval();
+    double sum = 0;
+    int64_t n = 0;
+    for (auto& b : batches) {
+      sum += model_loss(*model, b.x, b.y).loss.item() * double(b.y.numel());
+      n += b.y.numel();
+    }
+    set_num_threads(saved);
+    CHECK(n == 5 * 16);
+    CHECK(loss == Approx(sum / double(n)).epsilon(1e-6));
+  }
+
+  // The human output says the same.
+  Result h = run_qkvlab(V{"eval", "--ckpt", R.lm_dir, "--data", known}, R.tmp.path);
+  REQUIRE(h.status == 0);
+  CHECK_THAT(h.out, Contains("5 windows of 17 bytes"));
+  std::smatch m;
+  REQUIRE(std::regex_search(h.out, m, std::regex("loss ([0-9.]+)  perplexity ([0-9.]+)")));
+  CHECK(std::stod(m[1]) == Approx(loss).margin(6e-5));
+  CHECK(std::stod(m[2]) == Approx(std::exp(loss)).margin(6e-5));
+
+  // --max-examples and the whole corpus
+  Result two = run_qkvlab(V{"eval", "--ckpt", R.lm_dir, "--data", known, "--max-examples", "2", "--json"}, R.tmp.path);
+  REQUIRE(two.status == 0);
+  CHECK(parse_json(two.out)["examples"] == 2);
+  Result all = run_qkvlab(V{"eval", "--ckpt", R.lm_dir, "--data", R.corpus, "--json"}, R.tmp.path);
+  REQUIRE(all.status == 0);
+  CHECK(parse_json(all.out)["examples"] == int64_t(text.size()) / 17);
+}
+
+TEST_CASE("cli: generate prints the same text with and without the KV cache", "[cli]") {
+  Runs& R = runs();
+  const std::vector<std::string> base{"generate", "--ckpt", R.lm_dir, "--prompt", "The old ", "--tokens", "7"};
+  for (const std::vector<std::string>& sampling :
+       {V{"--temperature", "0"}, V{"--temperature", "1", "--seed", "3"}}) {
+    INFO(joined(sampling));
+    Result cached = run_qkvlab(base + sampling, R.tmp.path);
+    Result plain = run_qkvlab(base + sampling + V{"--no-cache"}, R.tmp.path);
+    INFO(cached.err << plain.err);
+    REQUIRE(cached.status == 0);
+    REQUIRE(plain.status == 0);
+    CHECK_THAT(cached.out, StartsWith("The old "));
+    CHECK(cached.out.size() == 8 + 7 + 1);  // prompt, 7 bytes, newline
+    CHECK(cached.out == plain.out);
+    CHECK_THAT(cached.err, Contains("KV cache on"));
+    CHECK_THAT(plain.err, Contains("KV cache off"));
+
+    Result jc = run_qkvlab(base + sampling + V{"--json"}, R.tmp.path);
+    Result jp = run_qkvlab(base + sampling + V{"--json", "--no-cache"}, R.tmp.path);
+    REQUIRE(jc.status == 0);
+    REQUIRE(jp.status == 0);
+    json a = parse_json(jc.out), b = parse_json(jp.out);
+    CHECK(a["text"] == b["text"]);
+    CHECK(a["tokens"] == 7);
+    CHECK("The old " + a["text"].get<std::string>() + "\n" == cached.out);
+    // 1 layer x 2 tensors (K, V) x 4 KV heads x head dim 4 x 4 bytes x 14 positions (8 prompt + 7 new - 1)
+    CHECK(a["cache_bytes"] == 1 * 2 * 4 * 4 * 4 * 14);
+    CHECK(b["cache_bytes"] == 0);
+  }
+}
+
+TEST_CASE("cli: cache --preset 300M and gradcheck --op add print JSON with the paper's numbers", "[cli]") {
+  TempDir tmp;
+  Result c = run_qkvlab(V{"cache", "--preset", "300M", "--json"}, tmp.path);
+  INFO(c.err);
+  REQUIRE(c.status == 0);
+  json j = parse_json(c.out);
+  std::map<std::string, json> by_id;
+  for (auto& v : j["variants"]) by_id[v["variant"].get<std::string>()] = v;
+  REQUIRE(by_id.count("qkv"));
+  CHECK(by_id["qkv"]["parameters"] == 305534976);
+  CHECK(by_id["qkv"]["kv_bytes_per_token"] == 81920);  // 80 KB: 20 layers x 2 x 16 heads x 64 x 2 bytes
+  REQUIRE(by_id.count("kv"));
+  CHECK(by_id["kv"]["kv_bytes_per_token"] == 40960);
+  CHECK(by_id["kv"]["reduction_percent"] == 50.0);
+
+  Result g = run_qkvlab(V{"gradcheck", "--op", "add", "--json"}, tmp.path);
+  INFO(g.err);
+  REQUIRE(g.status == 0);
+  json rows = parse_json(g.out);
+  REQUIRE(rows.is_array());
+  REQUIRE(!rows.empty());
+  int add_rows = 0;
+  for (auto& r : rows) {
+    add_rows += r["op"] == "add";
+    CHECK(r["ok"] == true);
+    CHECK(r["max_rel_error"].get<double>() < 1e-6);
+  }
+  CHECK(add_rows >= 1);
+}
+
+TEST_CASE("cli: every bad flag, file or checkpoint exits 2 with one line on stderr", "[cli]") {
+  Runs& R = runs();
+  TempDir tmp;
+  const std::string out = tmp.file("out");
+  const auto syn = kTinySynthetic + V{"--steps", "2", "--out", out};
+  const V syn_no_heads{"--task", "reverse", "--d-model", "16", "--steps", "2", "--threads", "1", "--out", out};
+  const std::string junk = tmp.file("junk.safetensors"), cut = tmp.file("cut.safetensors");
+  {
+    Generator g(1);
+    std::string bytes(2000, '\0');
+    for (char& ch : bytes) ch = char(g.randint(0, 256));
+    write(junk, bytes);
+    std::string good = slurp(R.lm_dir + "/model.safetensors");
+    write(cut, good.substr(0, good.size() / 2));
+  }
+  const std::string empty_dir = tmp.sub("empty_run");
+  const std::string short_text = tmp.file("short.txt");
+  write(short_text, slurp(R.corpus).substr(0, 10));
+
+  expect_error(V{"train", "--variant", "foo"} + syn, "unknown variant 'foo'", tmp.path);
+  expect_error(V{"train", "--heads", "3"} + syn_no_heads, "heads (3) must divide d_model (16)", tmp.path);
+  expect_error(V{"train", "--heads", "4", "--kv-heads", "3"} + syn_no_heads, "3 KV heads do not divide 4 heads", tmp.path);
+  expect_error(V{"train", "--variant", "gqa:3", "--heads", "4"} + syn_no_heads, "3 KV heads do not divide 4 heads", tmp.path);
+  expect_error(V{"train", "--task", "nosuch", "--out", out}, "unknown task 'nosuch'", tmp.path);
+  expect_error(V{"train", "--task", "lm", "--out", out}, "--task lm needs --data", tmp.path);
+  expect_error(V{"train", "--task", "lm", "--data", tmp.file("missing.txt"), "--out", out}, tmp.file("missing.txt"),
+               tmp.path);
+  expect_error(V{"train", "--task", "lm", "--data", tmp.path, "--out", out}, "is a directory", tmp.path);
+  expect_error(V{"train", "--bogus"} + syn, "--bogus", tmp.path);
+  expect_error(V{"train", "--steps", "abc"}, "abc", tmp.path);
+  expect_error(V{"train", "--steps", "-5"} + syn, "--steps", tmp.path);
+  expect_error(V{"train", "--threads", "0"} + syn, "--threads", tmp.path);
+  expect_error(V{"train", "--lr", "-1"} + syn, "--lr must be positive", tmp.path);
+  expect_error(V{"train", "--min-lr-ratio", "-2"} + syn, "--min-lr-ratio must be in [0, 1]", tmp.path);
+  expect_error(V{"train", "--save-every", "-5"} + syn, "--save-every", tmp.path);
+  expect_error(V{"train", "--warmup", "1.5"} + syn, "--warmup must be in [0, 1]", tmp.path);
+  expect_error(V{"train", "--steps", "5", "--epochs", "1"} + kTinySynthetic + V{"--out", out}, "not both", tmp.path);
+  expect_error(V{"train", "--resume"} + syn, "no run directory", tmp.path);
+  CHECK(!std::filesystem::exists(out));  // a failed --resume leaves no empty run directory behind
+  expect_error(V{"train", "--resume"} + kTinySynthetic + V{"--steps", "2", "--out", empty_dir},
+               "no checkpoint in " + empty_dir, tmp.path);
+  // resuming a finished run, and resuming with another model
+  expect_error(V{"train", "--resume"} + kTinySynthetic + V{"--steps", "30", "--out", R.synthetic_dir},
+               "already did 30 of 30 steps", tmp.path);
+  expect_error(V{"train", "--resume", "--variant", "kv"} + kTinySynthetic +
+                   V{"--steps", "40", "--out", R.synthetic_dir},
+               "is a different model", tmp.path);
+
+  expect_error(V{"eval", "--ckpt", junk}, junk, tmp.path);
+  expect_error(V{"eval", "--ckpt", cut, "--data", R.corpus}, cut, tmp.path);
+  expect_error(V{"eval", "--ckpt", tmp.file("nowhere")}, "does not exist", tmp.path);
+  expect_error(V{"eval", "--ckpt", empty_dir}, "without model.safetensors", tmp.path);
+  expect_error(V{"eval"}, "--ckpt is required", tmp.path);
+  expect_error(V{"eval", "--ckpt", R.synthetic_dir, "--max-examples", "-3"}, "--max-examples must be >= 0", tmp.path);
+  expect_error(V{"eval", "--ckpt", R.lm_dir}, "pass --data FILE", tmp.path);
+  expect_error(V{"eval", "--ckpt", R.lm_dir, "--data", short_text}, "too few for one window", tmp.path);
+  expect_error(V{"eval", "--ckpt", R.lm_dir, "--data", tmp.file("missing.txt")}, tmp.file("missing.txt"), tmp.path);
+  expect_error(V{"eval", "--ckpt", R.synthetic_dir, "--data", R.corpus}, "--data is for LM checkpoints", tmp.path);
+  if (::geteuid() != 0) {  // root reads files whatever their mode
+    const std::string locked = tmp.file("locked.safetensors");
+    std::filesystem::copy_file(R.lm_dir + "/model.safetensors", locked);
+    ::chmod(locked.c_str(), 0);
+    expect_error(V{"eval", "--ckpt", locked, "--data", R.corpus}, locked, tmp.path);
+  }
+
+  expect_error(V{"generate", "--ckpt", R.lm_dir, "--prompt", "caf\xc3\xa9"}, "not in the vocabulary", tmp.path);
+  expect_error(V{"generate", "--ckpt", R.lm_dir, "--temperature", "-1"}, "temperature", tmp.path);
+  expect_error(V{"generate", "--ckpt", R.synthetic_dir}, "generate needs an LM", tmp.path);
+  expect_error(V{"generate", "--ckpt", junk}, junk, tmp.path);
+
+  expect_error(V{"frobnicate"}, "unknown command 'frobnicate'", tmp.path);
+  expect_error(V{"frobnicate", "--json"}, "unknown command 'frobnicate'", tmp.path);
+  expect_error(V{}, "subcommand", tmp.path);
+  expect_error(V{"gradcheck", "--op", "nosuchop"}, "nosuchop", tmp.path);
+  expect_error(V{"cache", "--preset", "7T"}, "7T", tmp.path);
+}
+
+TEST_CASE("cli: Ctrl-C saves a checkpoint and exits 130; --resume finishes the run exactly", "[cli]") {
+  TempDir tmp;
+  const std::string steps = "400";
+  const std::vector<std::string> flags{"--task",    "reverse", "--seq-len", "16",  "--train-size", "512",
+                                       "--test-size", "64",    "--d-model", "32",  "--heads",      "4",
+                                       "--layers",  "1",       "--batch",   "32",  "--steps",      steps,
+                                       "--threads", "1",       "--seed",    "5"};
+  const std::string dir = tmp.file("run"), straight_dir = tmp.file("straight");
+
+  Child c = spawn(V{"train"} + flags + V{"--out", dir}, tmp.path, tmp.file("interrupted"));
+  // Wait for the first progress line (the SIGINT handler is installed by then), then interrupt.
+  auto t0 = std::chrono::steady_clock::now();
+  while (slurp(c.err_path).find("step ") == std::string::npos &&
+         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60))
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  REQUIRE(::kill(c.pid, SIGINT) == 0);
+  Result r = finish(c);
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.status == 130);
+  CHECK_THAT(r.err, !Contains("error"));
+  std::smatch m;
+  REQUIRE(std::regex_search(r.out, m, std::regex("stopped at step ([0-9]+); checkpoint saved in")));
+  const int64_t stopped = std::stoll(m[1]);
+  CHECK(stopped > 0);
+  REQUIRE(stopped < 400);  // if not, the machine ran 400 steps in 200 ms and this test proves nothing
+  auto model = load_model(dir);
+  AdamW opt(make_param_groups(*model, 0.0), 1e-3);
+  CHECK(load_training_state(dir + "/optimizer.safetensors", opt).step == stopped);
+
+  Result resumed = run_qkvlab(V{"train", "--resume", "--json"} + flags + V{"--out", dir}, tmp.path);
+  INFO("resume stderr: " << resumed.err);
+  REQUIRE(resumed.status == 0);
+  json j = parse_json(resumed.out);
+  CHECK(j["steps"] == 400);
+  CHECK(j["interrupted"] == false);
+  // metrics.jsonl runs from the start to step 400 without a gap or a repeat.
+  {
+    std::ifstream metrics(dir + "/metrics.jsonl");
+    int64_t prev = 0;
+    bool ordered = true;
+    for (std::string line; std::getline(metrics, line);) {
+      json l = parse_json(line);
+      if (!l.contains("loss")) continue;
+      ordered = ordered && l["step"].get<int64_t>() > prev;
+      prev = l["step"].get<int64_t>();
+    }
+    CHECK(ordered);
+    CHECK(prev == 400);
+  }
+
+  // The same run without the interruption ends with the same bytes.
+  Result straight = run_qkvlab(V{"train", "--json"} + flags + V{"--out", straight_dir}, tmp.path);
+  REQUIRE(straight.status == 0);
+  json s = parse_json(straight.out);
+  CHECK(s["eval_loss"] == j["eval_loss"]);
+  CHECK(files_equal(straight_dir + "/model.safetensors", dir + "/model.safetensors"));
+  CHECK(files_equal(straight_dir + "/optimizer.safetensors", dir + "/optimizer.safetensors"));
+}
