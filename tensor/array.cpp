@@ -1,6 +1,9 @@
 #include "tensor/array.h"
 
 #include <algorithm>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -25,6 +28,18 @@ namespace qkvlab {
 namespace {
 std::atomic<int64_t> g_live_storages{0};
 std::atomic<int64_t> g_live_bytes{0};
+
+// Keep freed blocks in the process. glibc hands every block over 128 KiB back to the kernel when it is freed, so
+// each op paid again for the page faults of its output (a fault per 4 KiB on first touch): a (2176x64)@(64x256)
+// product took 7.6 ms, 0.4 ms with the memory kept, and a ViT training step ran 2-3x slower. Peak memory is
+// unchanged; the process just keeps what it has used for reuse.
+#if defined(__GLIBC__)
+const bool g_malloc_tuned = [] {
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);  // blocks up to 256 MiB come from the heap, not from fresh mmaps
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);    // and the heap is not trimmed back after every free
+  return true;
+}();
+#endif
 }  // namespace
 
 Storage::Storage(size_t bytes) : bytes_(bytes) {
