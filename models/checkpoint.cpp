@@ -30,9 +30,10 @@ std::string model_file(const std::string& ckpt) {
   return ckpt;
 }
 
-void save_model(const std::string& path, const TransformerModel& model) {
-  NamedArrays tensors = model.state_dict();
-  save_safetensors(path, tensors, {{"config", model.config().to_json()}, {"format", "qkvlab"}});
+void save_model(const std::string& path, const TransformerModel& model, int64_t step) {
+  std::map<std::string, std::string> meta{{"config", model.config().to_json()}};
+  if (step >= 0) meta["step"] = std::to_string(step);
+  save_safetensors(path, model.state_dict(), meta);
 }
 
 ModelConfig read_config(const std::string& ckpt) {
@@ -91,7 +92,7 @@ void save_training_state(const std::string& path, const Optimizer& opt, const Tr
   tensors.emplace_back("rng.data", rng_to_array(st.data_rng));
   tensors.emplace_back("rng.model", rng_to_array(st.model_rng));
   tensors.emplace_back("sampler", Array::from_vector(st.sampler, {int64_t(st.sampler.size())}));
-  save_safetensors(path, tensors, {{"optimizer", opt.name()}, {"format", "qkvlab"}});
+  save_safetensors(path, tensors, {{"optimizer", opt.name()}});
 }
 
 TrainingState load_training_state(const std::string& path, Optimizer& opt) {

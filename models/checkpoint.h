@@ -17,7 +17,10 @@ namespace qkvlab {
 // "run/" or "run/model.safetensors" -> "run/model.safetensors"; a missing path is an error naming it.
 std::string model_file(const std::string& ckpt);
 
-void save_model(const std::string& path, const TransformerModel& model);
+// __metadata__ holds "config" (DESIGN.md section 6) and, for a training run's checkpoint, "step": the step the
+// weights belong to, which --resume checks against optimizer.safetensors (the two files are renamed one after
+// the other, so a crash between them must not pair weights and optimizer state of different steps).
+void save_model(const std::string& path, const TransformerModel& model, int64_t step = -1);
 // Reads the config, builds the model and loads its weights. Refuses a file whose tensors do not match the
 // architecture its config describes (naming the tensor and both shapes).
 std::unique_ptr<TransformerModel> load_model(const std::string& ckpt);

@@ -108,9 +108,7 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
 
   auto save = [&] {
     if (!files) return;
-    // save_model's file plus the step, which the resume checks against optimizer.safetensors.
-    save_safetensors(model_path, model.state_dict(),
-                     {{"config", model.config().to_json()}, {"format", "qkvlab"}, {"step", std::to_string(step)}});
+    save_model(model_path, model, step);
     save_training_state(opt_path, opt, {step, data_rng.state(), model.generator().state(), data.sampler_state()});
     saved_step = step;
   };
