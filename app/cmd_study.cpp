@@ -69,6 +69,7 @@ void run(StudyArgs& a) {
 
   std::vector<VariantResult> results;
   int64_t qkv_bytes = 0;
+  install_interrupt_handler();  // Ctrl-C: the running variant saves its checkpoint, then the study stops
   for (size_t vi = 0; vi < specs.size(); ++vi) {
     VariantResult r;
     r.spec = specs[vi];
