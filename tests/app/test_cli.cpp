@@ -6,6 +6,8 @@
 //   - Ctrl-C during train: a checkpoint, exit status 130, and --resume finishes it bit-identically to a straight run.
 #include <catch2/catch.hpp>
 
+#include "tests/test_util.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -42,22 +44,9 @@ using V = std::vector<std::string>;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/qkvlab_cli_XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-  std::string sub(const std::string& name) const {
-    std::filesystem::create_directories(file(name));
-    return file(name);
-  }
+// A temporary folder for this file's tests (tests/test_util.h).
+struct TempDir : testing::TempDir {
+  TempDir() : testing::TempDir("cli") {}
 };
 
 std::string slurp(const std::string& path) {

@@ -3,6 +3,8 @@
 // path or file, and an exact round trip of the optimizer state (AdamW buffers, step, generators, sampler).
 #include <catch2/catch.hpp>
 
+#include "tests/test_util.h"
+
 #include <stdlib.h>
 
 #include <algorithm>
@@ -25,22 +27,9 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/qkvlab_ckpt_XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-  std::string sub(const std::string& name) const {
-    std::filesystem::create_directories(file(name));
-    return file(name);
-  }
+// A temporary folder for this file's tests (tests/test_util.h).
+struct TempDir : testing::TempDir {
+  TempDir() : testing::TempDir("ckpt") {}
 };
 
 std::string slurp(const std::string& path) {

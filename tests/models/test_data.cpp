@@ -2,6 +2,8 @@
 // sampler and Fashion-MNIST's IDX files.
 #include <catch2/catch.hpp>
 
+#include "tests/test_util.h"
+
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,27 +23,9 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/qkvlab_data_XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    if (DIR* d = ::opendir(path.c_str())) {
-      while (dirent* e = ::readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") {
-          std::string p = path + "/" + n;
-          if (::rmdir(p.c_str()) != 0) std::remove(p.c_str());
-        }
-      }
-      ::closedir(d);
-    }
-    ::rmdir(path.c_str());
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
+// A temporary folder for this file's tests (tests/test_util.h).
+struct TempDir : testing::TempDir {
+  TempDir() : testing::TempDir("data") {}
 };
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {

@@ -2,6 +2,8 @@
 // writes that survive a crash mid-write, and files that NumPy reads with nothing but json + frombuffer.
 #include <catch2/catch.hpp>
 
+#include "tests/test_util.h"
+
 #include <dirent.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -25,28 +27,9 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-// A fresh directory under /tmp, removed (with its files) at the end of the test.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/qkvlab_st_XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    for (const std::string& f : files()) std::remove((path + "/" + f).c_str());
-    ::rmdir(path.c_str());
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-  std::vector<std::string> files() const {
-    std::vector<std::string> out;
-    if (DIR* d = ::opendir(path.c_str())) {
-      while (dirent* e = ::readdir(d))
-        if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, "..")) out.push_back(e->d_name);
-      ::closedir(d);
-    }
-    return out;
-  }
+// A temporary folder for this file's tests (tests/test_util.h).
+struct TempDir : testing::TempDir {
+  TempDir() : testing::TempDir("st") {}
 };
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {

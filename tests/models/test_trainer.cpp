@@ -4,6 +4,8 @@
 // Everything runs on one thread (the guarantee is "same seed and same thread count") on tiny models.
 #include <catch2/catch.hpp>
 
+#include "tests/test_util.h"
+
 #include <stdlib.h>
 
 #include <cmath>
@@ -30,24 +32,9 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-// A fresh directory under /tmp, removed with everything in it at the end of the test.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/qkvlab_trainer_XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string sub(const std::string& name) const {
-    std::string p = path + "/" + name;
-    std::filesystem::create_directories(p);
-    return p;
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
+// A temporary folder for this file's tests (tests/test_util.h).
+struct TempDir : testing::TempDir {
+  TempDir() : testing::TempDir("trainer") {}
 };
 
 // One kernel thread for the test's duration: results are only promised equal for the same thread count.
