@@ -48,13 +48,6 @@ double stdev(const std::vector<double>& v) {
   return std::sqrt(s / double(v.size() - 1));
 }
 
-std::string dir_name(const VariantSpec& v) {
-  std::string s = v.id();
-  for (char& c : s)
-    if (c == ':') c = '-';
-  return s;
-}
-
 void run(StudyArgs& a) {
   apply_common_flags(a.common);
   check(a.seeds >= 1 && a.seeds <= 100, "study: --seeds must be 1..100, got ", a.seeds);
@@ -78,7 +71,7 @@ void run(StudyArgs& a) {
       std::unique_ptr<TaskData> data = make_task(task_options(a.model, seed));
       r.cfg = build_config(a.model, r.spec, *data);
       TrainOptions o = train_options(a.train, a.model, *data, seed);
-      o.out_dir = a.out + "/" + dir_name(r.spec) + (a.seeds > 1 ? "/seed" + std::to_string(seed) : "");
+      o.out_dir = a.out + "/" + variant_dir_name(r.spec.id()) + (a.seeds > 1 ? "/seed" + std::to_string(seed) : "");
       make_dirs(o.out_dir);
       char label[96];
       std::snprintf(label, sizeof label, "[%zu/%zu] %s%s", vi + 1, specs.size(), r.spec.paper_name().c_str(),

@@ -29,10 +29,7 @@ void run(TrainArgs& a) {
   ModelConfig cfg = build_config(a.model, variant, *data);
   TrainOptions opts = train_options(a.train, a.model, *data, a.common.seed);
   if (a.out.empty()) {
-    std::string id = cfg.variant.id();
-    for (char& c : id)
-      if (c == ':') c = '-';
-    a.out = "runs/" + cfg.task + "-" + id;
+    a.out = "runs/" + cfg.task + "-" + variant_dir_name(cfg.variant.id());
   }
   if (a.resume) {  // nothing to continue: say so, and do not leave an empty run directory behind
     struct stat st;

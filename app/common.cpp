@@ -39,6 +39,12 @@ void make_dirs(const std::string& path) {
   check(::access(path.c_str(), W_OK) == 0, "folder ", path, " is not writable");
 }
 
+std::string variant_dir_name(std::string id) {
+  for (char& c : id)
+    if (c == ':') c = '-';
+  return id;
+}
+
 std::string with_commas(int64_t n) {
   std::string s = std::to_string(n < 0 ? -n : n);
   for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(size_t(i), ",");

@@ -31,6 +31,9 @@ void register_study(CLI::App& app);
 // mkdir -p: creates the folder and its parents; errors if it cannot, or if the result is not a writable folder.
 void make_dirs(const std::string& path);
 
+// A variant id as a folder name: "kv-gqa:4" -> "kv-gqa-4".
+std::string variant_dir_name(std::string id);
+
 // 1234567 -> "1,234,567"
 std::string with_commas(int64_t n);
 // A markdown table: header row, separator, rows; columns padded to their widest cell.

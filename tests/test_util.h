@@ -10,6 +10,8 @@
 #include <system_error>
 #include <vector>
 
+#include "tensor/random.h"
+
 namespace qkvlab::testing {
 
 // A fresh directory under /tmp (named after `tag`), removed with everything in it at the end of the test.
@@ -41,5 +43,29 @@ struct TempDir {
     return out;
   }
 };
+
+// A few KB of English-like text from a fixed seed, so the LM tests need no file of the system.
+inline std::string english_like_text(size_t bytes, uint64_t seed) {
+  static const char* words[] = {"the",  "a",     "of",    "and",  "to",     "in",    "is",    "was",   "that",
+                                "it",   "for",   "on",    "with", "as",     "his",   "her",   "they",  "at",
+                                "by",   "this",  "from",  "but",  "not",    "river", "light", "house", "old",
+                                "small", "king", "sea",   "night", "long",  "road",  "said",  "came",  "went",
+                                "who",  "would", "there", "their", "stone", "garden", "winter", "bird", "song"};
+  const size_t n_words = sizeof words / sizeof *words;
+  qkvlab::Generator g(seed);
+  std::string out;
+  bool cap = true;
+  while (out.size() < bytes) {
+    std::string w = words[g.randint(0, int64_t(n_words))];
+    if (cap) w[0] = char(w[0] - 'a' + 'A');
+    cap = false;
+    out += w;
+    double u = g.uniform();
+    if (u < 0.08) out += ".\n", cap = true;
+    else if (u < 0.15) out += ", ";
+    else out += " ";
+  }
+  return out;
+}
 
 }  // namespace qkvlab::testing

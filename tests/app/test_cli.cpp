@@ -158,29 +158,6 @@ json parse_json(const std::string& text) {
   return j;
 }
 
-// A few KB of English-like text from a fixed seed.
-std::string english_like_text(size_t bytes, uint64_t seed) {
-  static const char* words[] = {"the",  "a",     "of",    "and",  "to",     "in",    "is",    "was",   "that",
-                                "it",   "for",   "on",    "with", "as",     "his",   "her",   "they",  "at",
-                                "by",   "this",  "from",  "but",  "not",    "river", "light", "house", "old",
-                                "small", "king", "sea",   "night", "long",  "road",  "said",  "came",  "went",
-                                "who",  "would", "there", "their", "stone", "garden", "winter", "bird", "song"};
-  const size_t n_words = sizeof words / sizeof *words;
-  Generator g(seed);
-  std::string out;
-  bool cap = true;
-  while (out.size() < bytes) {
-    std::string w = words[g.randint(0, int64_t(n_words))];
-    if (cap) w[0] = char(w[0] - 'a' + 'A');
-    cap = false;
-    out += w;
-    double u = g.uniform();
-    if (u < 0.08) out += ".\n", cap = true;
-    else if (u < 0.15) out += ", ";
-    else out += " ";
-  }
-  return out;
-}
 
 const std::vector<std::string> kTinySynthetic{"--task",   "reverse", "--seq-len", "8",   "--train-size", "200",
                                               "--test-size", "50",   "--d-model", "16",  "--heads",      "2",
@@ -199,7 +176,7 @@ struct Runs {
   json synthetic_train, lm_train;
   Runs() {
     corpus = tmp.file("corpus.txt");
-    write(corpus, english_like_text(5000, 7));
+    write(corpus, testing::english_like_text(5000, 7));
     synthetic_dir = tmp.file("syn");
     lm_dir = tmp.file("lm");
     Result s = run_qkvlab(V{"train"} + kTinySynthetic + V{"--steps", "30", "--out", synthetic_dir, "--json"},

@@ -60,29 +60,6 @@ bool same_bytes(const A& a, const B& b) {
          });
 }
 
-// A few KB of English-like text from a fixed seed (so the LM tests need no file of the system).
-std::string english_like_text(size_t bytes, uint64_t seed) {
-  static const char* words[] = {"the",   "a",     "of",    "and",   "to",    "in",     "is",    "was",  "that",
-                                "it",    "for",   "on",    "with",  "as",    "his",    "her",   "they", "at",
-                                "by",    "this",  "from",  "but",   "not",   "river",  "light", "house", "old",
-                                "small", "king",  "sea",   "night", "long",  "road",   "said",  "came", "went",
-                                "who",   "would", "there", "their", "stone", "garden", "winter", "bird", "song"};
-  const size_t n_words = sizeof words / sizeof *words;
-  Generator g(seed);
-  std::string out;
-  bool cap = true;
-  while (out.size() < bytes) {
-    std::string w = words[g.randint(0, int64_t(n_words))];
-    if (cap) w[0] = char(w[0] - 'a' + 'A');
-    cap = false;
-    out += w;
-    double u = g.uniform();
-    if (u < 0.08) out += ".\n", cap = true;
-    else if (u < 0.15) out += ", ";
-    else out += " ";
-  }
-  return out;
-}
 
 // The model config a task implies, with a tiny transformer.
 ModelConfig tiny_config(const TaskData& data, const std::string& task, const std::string& variant,
@@ -272,7 +249,7 @@ TEST_CASE("resume is exact: synthetic task (epoch sampler), 200 steps == 100 + r
 TEST_CASE("resume is exact: LM task (random windows), 200 steps == 100 + resume + 100", "[trainer]") {
   TempDir tmp;
   const std::string text = tmp.file("corpus.txt");
-  std::ofstream(text) << english_like_text(4000, 1);
+  std::ofstream(text) << testing::english_like_text(4000, 1);
   // kv-gqa:1 with the + bias: a K-only cache layout and the learned bias parameters go through the checkpoint too.
   check_resume_is_exact(lm_task(text), "kv-mqa+");
 }
@@ -321,7 +298,7 @@ TEST_CASE("training is deterministic: same seed, same losses and checkpoint byte
   OneThread one;
   TempDir tmp;
   const std::string text = tmp.file("corpus.txt");
-  std::ofstream(text) << english_like_text(3000, 2);
+  std::ofstream(text) << testing::english_like_text(3000, 2);
   for (const TaskOptions& task : {synthetic_task(), lm_task(text)}) {
     INFO("task " << task.task);
     TrainOptions o = base_options(30, 5);
@@ -443,7 +420,7 @@ TEST_CASE("generate: the KV cache changes the cost, not the tokens (greedy and s
   OneThread one;
   TempDir tmp;
   const std::string text = tmp.file("corpus.txt");
-  std::ofstream(text) << english_like_text(3000, 3);
+  std::ofstream(text) << testing::english_like_text(3000, 3);
   TaskOptions task = lm_task(text);
   task.context = 24;
   for (std::string variant : {"kv", "mqa", "single+"}) {  // K and V cached, K only, 1 KV head, the + bias
