@@ -91,4 +91,7 @@ clean:
 deps:
 	bash tools/deps.sh
 
+# Further targets, one file per topic (mk/*.mk: fuzzing, notebooks, MPI, ...).
+-include $(wildcard mk/*.mk)
+
 -include $(LIB_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_SRC:bench/%.cpp=$(BUILD)/bench/%.d)
