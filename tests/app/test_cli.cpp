@@ -517,3 +517,80 @@ TEST_CASE("cli: Ctrl-C saves a checkpoint and exits 130; --resume finishes the r
   CHECK(files_equal(straight_dir + "/model.safetensors", dir + "/model.safetensors"));
   CHECK(files_equal(straight_dir + "/optimizer.safetensors", dir + "/optimizer.safetensors"));
 }
+
+TEST_CASE("cli: a miniature study trains two variants over two seeds and writes every result file", "[cli]") {
+  TempDir tmp;
+  const std::string out = tmp.file("study");
+  // QKV against Q=K=V on REVERSE: tiny, a few steps; the numbers are not the point, the files and the table are.
+  Result r = run_qkvlab(V{"study", "--variants", "qkv,single", "--seeds", "2", "--steps", "6", "--out", out} +
+                            kTinySynthetic,
+                        tmp.path);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  // The markdown table: a header naming the columns, one row per variant with its paper name.
+  CHECK_THAT(r.out, Contains("| variant"));
+  CHECK_THAT(r.out, Contains("KV cache / token"));
+  CHECK_THAT(r.out, Contains("| QKV"));
+  CHECK_THAT(r.out, Contains("| Q=K=V"));
+  // The progress lines name each variant and seed as it runs.
+  CHECK_THAT(r.out + r.err, Contains("[2/2] Q=K=V seed 1"));
+
+  std::ifstream jf(out + "/results.json");
+  REQUIRE(jf);
+  json j = json::parse(jf);
+  CHECK(j["task"] == "reverse");
+  CHECK(j["seeds"] == 2);
+  REQUIRE(j["variants"].size() == 2);
+  const json& qkv = j["variants"][0];
+  const json& single = j["variants"][1];
+  CHECK(qkv["variant"] == "qkv");
+  CHECK(single["paper_name"] == "Q=K=V");
+  // KV cache per token in float32: layers x cached tensors x heads x head dim x 4 bytes (d 16, 1 layer).
+  CHECK(qkv["kv_bytes_per_token"] == 1 * 2 * 16 * 4);
+  CHECK(single["kv_bytes_per_token"] == 1 * 1 * 16 * 4);
+  CHECK(single["kv_reduction_percent"].get<double>() == 50.0);
+  // One projection instead of three: two d x d weight matrices and their biases fewer.
+  CHECK(qkv["parameters"].get<int64_t>() - single["parameters"].get<int64_t>() == 2 * (16 * 16 + 16));
+  for (const json& v : j["variants"]) {
+    REQUIRE(v["metric"].size() == 2);
+    REQUIRE(v["train_seconds"].size() == 2);
+    for (const json& m : v["metric"]) {
+      CHECK(m.get<double>() >= 0.0);
+      CHECK(m.get<double>() <= 1.0);
+    }
+    double m0 = v["metric"][0].get<double>(), m1 = v["metric"][1].get<double>();
+    CHECK(v["metric_mean"].get<double>() == Approx((m0 + m1) / 2));
+  }
+  // The paper's symmetry claim, read off the saved maps: Q=K=V scores are symmetric, QKV scores are not.
+  CHECK(single["max_score_asymmetry"].get<double>() == 0.0);
+  CHECK(qkv["max_score_asymmetry"].get<double>() > 0.0);
+
+  // results.csv: the header and one row per variant, in the same order.
+  std::ifstream csv(out + "/results.csv");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(csv, line);) lines.push_back(line);
+  REQUIRE(lines.size() == 3);
+  CHECK_THAT(lines[0], StartsWith("variant,paper_name,parameters,kv_bytes_per_token"));
+  CHECK_THAT(lines[1], StartsWith("qkv,QKV,"));
+  CHECK_THAT(lines[2], StartsWith("single,Q=K=V,"));
+
+  // Per variant and seed: a checkpoint and metrics.jsonl whose last training line is step 6; maps for the first seed.
+  auto is_png = [](const std::string& path) { return slurp(path).rfind("\x89PNG\r\n\x1a\n", 0) == 0; };
+  for (const char* v : {"qkv", "single"}) {
+    for (const char* seed : {"seed0", "seed1"}) {
+      std::string dir = out + "/" + v + "/" + seed;
+      INFO(dir);
+      CHECK(std::filesystem::exists(dir + "/model.safetensors"));
+      std::ifstream metrics(dir + "/metrics.jsonl");
+      int64_t last_step = -1;
+      for (std::string line; std::getline(metrics, line);) {
+        json m = parse_json(line);
+        if (m.contains("loss")) last_step = m["step"].get<int64_t>();
+      }
+      CHECK(last_step == 6);
+    }
+    CHECK(is_png(out + "/" + v + "/seed0/attention/layer0_head0.png"));
+    CHECK(is_png(out + "/" + v + "/seed0/attention/layer0_head1.png"));
+  }
+  CHECK(is_png(out + "/loss_curves.png"));
+}
