@@ -61,7 +61,8 @@ void run(StudyArgs& a) {
   const std::string metric_name = lm ? "val perplexity" : "accuracy";
 
   std::vector<VariantResult> results;
-  int64_t qkv_bytes = 0;
+  // The reduction is always against plain QKV at the same size (K and V for every head), even when the set omits it.
+  const int64_t qkv_bytes = base.n_layers * 2 * base.n_heads * (base.d_model / base.n_heads) * 4;
   install_interrupt_handler();  // Ctrl-C: the running variant saves its checkpoint, then the study stops
   for (size_t vi = 0; vi < specs.size(); ++vi) {
     VariantResult r;
@@ -98,7 +99,6 @@ void run(StudyArgs& a) {
     }
     // KV cache per token for the whole model, float32 as qkvlab stores it.
     r.kv_bytes = r.cfg.n_layers * r.spec.cached_tensors() * r.cfg.kv_heads * (r.cfg.d_model / r.cfg.n_heads) * 4;
-    if (r.spec.id() == "qkv" || (qkv_bytes == 0 && vi == 0)) qkv_bytes = r.kv_bytes;
     results.push_back(std::move(r));
   }
 
@@ -115,7 +115,7 @@ void run(StudyArgs& a) {
          "eval_loss_mean,train_seconds_mean\n";
   std::vector<plot::Series> curves;
   for (auto& r : results) {
-    double reduction = qkv_bytes ? 100.0 * (1.0 - double(r.kv_bytes) / double(qkv_bytes)) : 0.0;
+    double reduction = 100.0 * (1.0 - double(r.kv_bytes) / double(qkv_bytes));
     double m = mean(r.metric), sd = stdev(r.metric);
     std::string metric = fixed(m, lm ? 3 : 4) + (a.seeds > 1 ? " ± " + fixed(sd, lm ? 3 : 4) : "");
     double max_asym = 0;

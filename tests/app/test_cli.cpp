@@ -521,8 +521,9 @@ TEST_CASE("cli: Ctrl-C saves a checkpoint and exits 130; --resume finishes the r
 TEST_CASE("cli: a miniature study trains two variants over two seeds and writes every result file", "[cli]") {
   TempDir tmp;
   const std::string out = tmp.file("study");
-  // QKV against Q=K=V on REVERSE: tiny, a few steps; the numbers are not the point, the files and the table are.
-  Result r = run_qkvlab(V{"study", "--variants", "qkv,single", "--seeds", "2", "--steps", "6", "--out", out} +
+  // Q=K=V against QKV on REVERSE: tiny, a few steps; the numbers are not the point, the files and the table are.
+  // Q=K=V comes first, so the KV reduction must still be measured against QKV, not against the first variant.
+  Result r = run_qkvlab(V{"study", "--variants", "single,qkv", "--seeds", "2", "--steps", "6", "--out", out} +
                             kTinySynthetic,
                         tmp.path);
   INFO(r.err);
@@ -533,7 +534,7 @@ TEST_CASE("cli: a miniature study trains two variants over two seeds and writes 
   CHECK_THAT(r.out, Contains("| QKV"));
   CHECK_THAT(r.out, Contains("| Q=K=V"));
   // The progress lines name each variant and seed as it runs.
-  CHECK_THAT(r.out + r.err, Contains("[2/2] Q=K=V seed 1"));
+  CHECK_THAT(r.out + r.err, Contains("[2/2] QKV seed 1"));
 
   std::ifstream jf(out + "/results.json");
   REQUIRE(jf);
@@ -541,14 +542,15 @@ TEST_CASE("cli: a miniature study trains two variants over two seeds and writes 
   CHECK(j["task"] == "reverse");
   CHECK(j["seeds"] == 2);
   REQUIRE(j["variants"].size() == 2);
-  const json& qkv = j["variants"][0];
-  const json& single = j["variants"][1];
+  const json& single = j["variants"][0];
+  const json& qkv = j["variants"][1];
   CHECK(qkv["variant"] == "qkv");
   CHECK(single["paper_name"] == "Q=K=V");
   // KV cache per token in float32: layers x cached tensors x heads x head dim x 4 bytes (d 16, 1 layer).
   CHECK(qkv["kv_bytes_per_token"] == 1 * 2 * 16 * 4);
   CHECK(single["kv_bytes_per_token"] == 1 * 1 * 16 * 4);
   CHECK(single["kv_reduction_percent"].get<double>() == 50.0);
+  CHECK(qkv["kv_reduction_percent"].get<double>() == 0.0);
   // One projection instead of three: two d x d weight matrices and their biases fewer.
   CHECK(qkv["parameters"].get<int64_t>() - single["parameters"].get<int64_t>() == 2 * (16 * 16 + 16));
   for (const json& v : j["variants"]) {
@@ -571,8 +573,8 @@ TEST_CASE("cli: a miniature study trains two variants over two seeds and writes 
   for (std::string line; std::getline(csv, line);) lines.push_back(line);
   REQUIRE(lines.size() == 3);
   CHECK_THAT(lines[0], StartsWith("variant,paper_name,parameters,kv_bytes_per_token"));
-  CHECK_THAT(lines[1], StartsWith("qkv,QKV,"));
-  CHECK_THAT(lines[2], StartsWith("single,Q=K=V,"));
+  CHECK_THAT(lines[1], StartsWith("single,Q=K=V,"));
+  CHECK_THAT(lines[2], StartsWith("qkv,QKV,"));
 
   // Per variant and seed: a checkpoint and metrics.jsonl whose last training line is step 6; maps for the first seed.
   auto is_png = [](const std::string& path) { return slurp(path).rfind("\x89PNG\r\n\x1a\n", 0) == 0; };
