@@ -114,6 +114,8 @@ void run(StudyArgs& a) {
   csv << "variant,paper_name,parameters,kv_bytes_per_token,kv_reduction_percent,metric,metric_mean,metric_std,"
          "eval_loss_mean,train_seconds_mean\n";
   std::vector<plot::Series> curves;
+  const int64_t curve_points = results.empty() ? 0 : int64_t(results[0].curve.size());
+  const int64_t smooth = curve_points > 200 ? curve_points / 50 : 1;
   for (auto& r : results) {
     double reduction = 100.0 * (1.0 - double(r.kv_bytes) / double(qkv_bytes));
     double m = mean(r.metric), sd = stdev(r.metric);
@@ -139,9 +141,14 @@ void run(StudyArgs& a) {
         << mean(r.seconds) << "\n";
     plot::Series s;
     s.label = r.spec.paper_name();
-    for (auto& [step, loss] : r.curve) {
-      s.x.push_back(double(step));
-      s.y.push_back(loss);
+    // Per-step losses are noisy (an LM's jump by 10 % from batch to batch), so long runs plot the mean of the
+    // last `smooth` steps: the curves of close variants stay apart and the ordering can be read.
+    double window_sum = 0;
+    for (size_t i = 0; i < r.curve.size(); ++i) {
+      window_sum += r.curve[i].second;
+      if (i >= size_t(smooth)) window_sum -= r.curve[i - size_t(smooth)].second;
+      s.x.push_back(double(r.curve[i].first));
+      s.y.push_back(window_sum / double(std::min<size_t>(i + 1, size_t(smooth))));
     }
     curves.push_back(s);
   }
@@ -151,7 +158,8 @@ void run(StudyArgs& a) {
     f << j.dump(2) << "\n";
   }
   plot::ChartOptions co;
-  co.title = "training loss, task " + a.model.task + (a.seeds > 1 ? " (first seed)" : "");
+  co.title = "training loss, task " + a.model.task + (a.seeds > 1 ? " (first seed)" : "") +
+             (smooth > 1 ? ", mean of " + std::to_string(smooth) + " steps" : "");
   co.log_y = true;
   plot::write_line_chart(a.out + "/loss_curves.png", curves, co);
 
