@@ -5,6 +5,7 @@
 #include <cstring>
 
 #ifdef QKVLAB_MPI
+#define OMPI_SKIP_MPICXX 1  // the C API only: Open MPI's deprecated C++ bindings warn under -Wextra
 #include <mpi.h>
 #endif
 
