@@ -26,3 +26,8 @@ test-mpi: mpi
 	$(MPIRUN) $(if $(filter 0,$(shell id -u)),--allow-run-as-root) --oversubscribe -np $(MPI_NP) \
 	  -x QKVLAB_THREADS=1 $(MPI_TESTS) "[mpi]"
 endif
+ifneq ($(MPI),1)
+.PHONY: test-mpi
+test-mpi:
+	@echo "test-mpi: the MPI tests need the MPI build: make MPI=1 test-mpi" >&2; exit 2
+endif
