@@ -12,7 +12,8 @@
 CXX      ?= g++
 MODE     ?= release
 OPENMP   ?= 1
-BUILD    := build/$(MODE)
+# MPI=1 builds with mpicxx into build/mpi (mk/mpi.mk).
+BUILD    := $(if $(filter 1,$(MPI)),build/mpi,build/$(MODE))
 
 WARN     := -Wall -Wextra -Wno-unused-parameter
 CXXFLAGS_release := -O3 -march=native -DNDEBUG
@@ -45,7 +46,7 @@ BENCHES  := $(BENCH_SRC:bench/%.cpp=$(BUILD)/bench/%)
 .DEFAULT_GOAL := all
 
 all: $(APP) $(TESTS) $(BENCHES)
-ifeq ($(MODE),release)
+ifeq ($(BUILD),build/release)
 	@ln -sf release/qkvlab build/qkvlab
 endif
 

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/model_flags.h"
+#include "models/distributed.h"
 
 namespace qkvlab::app {
 
@@ -40,11 +41,16 @@ void run(TrainArgs& a) {
   opts.out_dir = a.out;
   opts.resume = a.resume;
   auto model = make_model(cfg, a.common.seed);
-  if (!a.common.json) {
+  const int ranks = dist::size();  // > 1 under mpirun (make MPI=1): only rank 0 prints
+  const bool root = dist::rank() == 0;
+  if (!a.common.json && root) {
     std::printf("training %s (%s) on %s: d_model %lld, %lld layers, %lld heads (%lld KV), %s parameters\n",
                 cfg.variant.id().c_str(), cfg.variant.paper_name().c_str(), data->name().c_str(),
                 (long long)cfg.d_model, (long long)cfg.n_layers, (long long)cfg.n_heads, (long long)cfg.kv_heads,
                 with_commas(model->num_parameters()).c_str());
+    if (ranks > 1)
+      std::printf("data-parallel over %d MPI ranks: batch %lld per rank, %lld per step\n", ranks,
+                  (long long)opts.batch, (long long)opts.batch * ranks);
     std::printf("%lld steps of batch %lld, AdamW lr %g, warmup %g, cosine to %g x lr, clip %g; run dir %s\n",
                 (long long)opts.steps, (long long)opts.batch, opts.lr, opts.warmup_ratio, opts.min_lr_ratio, opts.clip,
                 a.out.c_str());
@@ -52,6 +58,11 @@ void run(TrainArgs& a) {
   }
   install_interrupt_handler();
   TrainResult r = train_model(*model, *data, opts);
+  if (!root) {  // rank 0 reports for everyone
+    if (r.interrupted) throw CLI::RuntimeError(130);
+    return;
+  }
+  const dist::CommStats comm = dist::comm_stats();
   nlohmann::ordered_json j{{"variant", cfg.variant.id()},
                            {"paper_name", cfg.variant.paper_name()},
                            {"task", cfg.task},
@@ -62,6 +73,11 @@ void run(TrainArgs& a) {
                            {"tokens_per_s", r.tokens_per_s},
                            {"parameters", model->num_parameters()},
                            {"out", a.out}};
+  if (ranks > 1) {
+    j["ranks"] = ranks;
+    j["allreduce_ms_per_step"] = 1e3 * comm.seconds / double(std::max<int64_t>(1, comm.calls));
+    j["allreduce_bytes"] = comm.bytes;
+  }
   if (!r.interrupted) {
     j["eval_loss"] = r.eval.loss;
     j["eval_ppl"] = r.eval.perplexity();
@@ -78,6 +94,10 @@ void run(TrainArgs& a) {
                 (long long)r.steps, r.seconds, r.tokens_per_s, r.eval.loss, r.eval.perplexity(), r.eval.accuracy,
                 a.out.c_str());
   }
+  if (ranks > 1 && !a.common.json)
+    std::printf("allreduce: %.2f ms per step (%lld steps, %.1f KB fused buffer), %.1f %% of the wall time\n",
+                1e3 * comm.seconds / double(std::max<int64_t>(1, comm.calls)), (long long)comm.calls,
+                double(comm.bytes) / 1024.0, 100.0 * comm.seconds / std::max(r.seconds, 1e-9));
   // Interrupted by Ctrl-C: the checkpoint is saved, but the run is not done. Exit with 130 (128 + SIGINT), what
   // the shell reports for a command stopped by Ctrl-C, so that `qkvlab train ... && qkvlab eval ...` stops here.
   // CLI::RuntimeError carries an exit status and prints nothing (main() returns its code).

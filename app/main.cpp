@@ -1,14 +1,34 @@
 // qkvlab: train, evaluate and compare the attention variants of "Do Transformers Need Three Projections?".
 // One file per subcommand (app/cmd_*.cpp). Errors: one line on stderr, exit status 2. `train` stopped by Ctrl-C
 // exits with 130 after saving its checkpoint (a CLI::RuntimeError carrying that status).
+// Built with MPI=1 and started by mpirun, `train` runs data-parallel (models/distributed.h): only rank 0 prints,
+// and an error on any rank ends them all (the others would wait forever in the next allreduce).
 #include <cstdio>
 #include <exception>
 #include <string>
 
 #include "app/common.h"
+#include "models/distributed.h"
 #include "tensor/error.h"
 
+namespace {
+int run(int argc, char** argv);
+// "qkvlab", or "qkvlab (rank 1)" on the other ranks of an MPI run: each rank says its own error.
+std::string me() {
+  int r = qkvlab::dist::rank();
+  return r == 0 ? "qkvlab" : "qkvlab (rank " + std::to_string(r) + ")";
+}
+}  // namespace
+
 int main(int argc, char** argv) {
+  qkvlab::dist::init(&argc, &argv);
+  int status = run(argc, argv);
+  if (status != 0 && status != 130 && qkvlab::dist::size() > 1) qkvlab::dist::abort(status);
+  return status;
+}
+
+namespace {
+int run(int argc, char** argv) {
   CLI::App app{
       "qkvlab: a from-scratch tensor library and autograd engine for the paper \"Do Transformers Need Three "
       "Projections? Systematic Study of QKV Variants\" (ICML 2026). Train and compare attention variants that "
@@ -39,6 +59,9 @@ int main(int argc, char** argv) {
         return 2;
       }
     }
+    if (qkvlab::dist::size() > 1 && (argc < 2 || std::string(argv[1]) != "train"))
+      qkvlab::fail("only 'train' runs on several MPI ranks; run '", argc < 2 ? "" : argv[1],
+                   "' without mpirun (got ", qkvlab::dist::size(), " ranks)");
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
     std::fputs(app.help().c_str(), stdout);
@@ -53,14 +76,15 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // A subcommand's --help throws CallForHelp from inside; CLI11 knows which command asked.
     if (e.get_exit_code() == 0) return app.exit(e);
-    std::fprintf(stderr, "qkvlab: error: %s (see qkvlab --help)\n", e.what());
+    std::fprintf(stderr, "%s: error: %s (see qkvlab --help)\n", me().c_str(), e.what());
     return 2;
   } catch (const qkvlab::Error& e) {
-    std::fprintf(stderr, "qkvlab: error: %s\n", e.what());
+    std::fprintf(stderr, "%s: error: %s\n", me().c_str(), e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "qkvlab: error: %s\n", e.what());
+    std::fprintf(stderr, "%s: error: %s\n", me().c_str(), e.what());
     return 2;
   }
   return 0;
 }
+}  // namespace

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "models/distributed.h"
 #include "models/safetensors.h"
 
 namespace qkvlab {
@@ -60,7 +61,13 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
   check(o.lr > 0 && std::isfinite(o.lr), "train: --lr must be a positive number, got ", o.lr);
   check(!o.resume || !o.out_dir.empty(), "train: --resume needs --out (the run directory to continue)");
   TrainResult res;
+  // Data-parallel (models/distributed.h): with N ranks, --batch is per rank and a step sees N x batch examples;
+  // every rank reads the checkpoint it resumes from, only rank 0 writes files and prints.
+  const int world = o.data_parallel ? dist::size() : 1;
+  const int rank = o.data_parallel ? dist::rank() : 0;
+  const bool root = rank == 0;
   const bool files = !o.out_dir.empty();
+  const bool writer = files && root;
   const std::string model_path = files ? join(o.out_dir, "model.safetensors") : "";
   const std::string opt_path = files ? join(o.out_dir, "optimizer.safetensors") : "";
   const std::string metrics_path = files ? join(o.out_dir, "metrics.jsonl") : "";
@@ -94,26 +101,33 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
     data_rng.set_state(ts.data_rng);
     data.set_sampler_state(ts.sampler);
     model.generator().set_state(ts.model_rng);
-    truncate_metrics(metrics_path, step);
+    if (root) truncate_metrics(metrics_path, step);
     check(step < o.steps, "train --resume: the run in ", o.out_dir, " already did ", step, " of ", o.steps,
           " steps; raise --steps to continue");
-  } else if (files) {
+  } else if (writer) {
     std::ofstream(metrics_path, std::ios::trunc);
   }
   std::ofstream metrics;
-  if (files) {
+  if (writer) {
     metrics.open(metrics_path, std::ios::app);
     check(bool(metrics), "train: cannot write ", metrics_path);
   }
 
+  const std::vector<Tensor> params = model.parameters();
+  auto check_ranks_agree = [&](const char* when) {
+    check(world == 1 || dist::parameters_agree(params), "data-parallel training: the ranks' parameters differ ", when,
+          " (they must start from the same seed and checkpoint, and run the same binary)");
+  };
+  check_ranks_agree("at the start");
   auto save = [&] {
-    if (!files) return;
+    check_ranks_agree("at a checkpoint");
+    if (!writer) return;
     save_model(model_path, model, step);
     save_training_state(opt_path, opt, {step, data_rng.state(), model.generator().state(), data.sampler_state()});
     saved_step = step;
   };
   auto log_json = [&](const nlohmann::ordered_json& j) {
-    if (files) metrics << j.dump() << "\n" << std::flush;
+    if (writer) metrics << j.dump() << "\n" << std::flush;
   };
   auto evaluate = [&] {
     EvalResult e = data.evaluate(model, o.eval_examples);
@@ -125,35 +139,44 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
 
   const bool tty = isatty(STDERR_FILENO);
   const int64_t log_every = o.log_every > 0 ? o.log_every : std::max<int64_t>(1, o.steps / 20);
-  const int64_t tokens_per_step = o.batch * data.tokens_per_example();
+  const int64_t tokens_per_step = o.batch * world * data.tokens_per_example();  // over all ranks
   const int64_t first_step = step;
   auto t0 = std::chrono::steady_clock::now();
   double window_loss = 0.0;
   int64_t window_n = 0;
+  bool stop_all = false;  // data-parallel: a rank was asked to stop (every rank learns it in the step's allreduce)
   model.train();
   while (step < o.steps) {
-    if (stop_requested() || (o.stop_after > 0 && step - first_step >= o.stop_after)) {
+    if ((world > 1 ? stop_all : stop_requested()) || (o.stop_after > 0 && step - first_step >= o.stop_after)) {
       res.interrupted = true;
       break;
     }
     opt.lr = schedule.lr(step);
     Array x, y;
-    data.train_batch(o.batch, data_rng, x, y);
+    data.train_batch(o.batch * world, data_rng, x, y);  // every rank draws the same global batch...
+    if (world > 1) {                                     // ...and keeps its own rows of it
+      x = dist::shard_rows(x, rank, world);
+      y = dist::shard_rows(y, rank, world);
+    }
     double loss_value;
     {
       AnomalyGuard anomaly(o.anomaly || anomaly_enabled());
       StepResult r = model_loss(model, x, y);
       loss_value = r.loss.item();
-      if (!std::isfinite(loss_value))
-        fail("training diverged: the loss is ", loss_value, " at step ", step + 1, " (lr ", opt.lr, ")",
-             !files             ? std::string()
-             : saved_step >= 0  ? "; the last good checkpoint (step " + std::to_string(saved_step) + ") in " +
-                                      o.out_dir + " is kept"
-                                : "; no checkpoint of this run was saved before it (see --save-every)",
-             o.anomaly ? "" : "; rerun with --anomaly to name the op");
       opt.zero_grad();
-      r.loss.backward();
+      if (std::isfinite(loss_value)) r.loss.backward();
     }
+    if (world > 1) {  // one allreduce: mean gradient, global mean loss, and whether any rank must stop
+      stop_all = stop_requested();
+      loss_value = dist::average_gradients(params, loss_value, stop_all);
+    }
+    if (!std::isfinite(loss_value))
+      fail("training diverged: the loss is ", loss_value, " at step ", step + 1, " (lr ", opt.lr, ")",
+           !files             ? std::string()
+           : saved_step >= 0  ? "; the last good checkpoint (step " + std::to_string(saved_step) + ") in " +
+                                    o.out_dir + " is kept"
+                              : "; no checkpoint of this run was saved before it (see --save-every)",
+           o.anomaly ? "" : "; rerun with --anomaly to name the op");
     if (o.clip > 0) clip_grad_norm(model.parameters(), o.clip);
     opt.step();
     ++step;
@@ -170,7 +193,7 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
       window_loss = 0.0;
       window_n = 0;
     }
-    if (o.verbose && (tty || step % log_every == 0 || step == o.steps)) {
+    if (o.verbose && root && (tty || step % log_every == 0 || step == o.steps)) {
       double remaining = elapsed / double(step - first_step) * double(o.steps - step);
       std::fprintf(stderr, "%s%s%sstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  %s elapsed  %s left%s",
                    tty ? "\r\033[K" : "", o.label.c_str(), o.label.empty() ? "" : "  ", (long long)step,
@@ -178,7 +201,7 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
                    format_duration(remaining).c_str(), tty ? "" : "\n");
       std::fflush(stderr);
     }
-    if (o.eval_every > 0 && step % o.eval_every == 0 && step < o.steps) {
+    if (root && o.eval_every > 0 && step % o.eval_every == 0 && step < o.steps) {  // other ranks go on
       EvalResult e = evaluate();
       model.train();
       if (o.verbose)
@@ -188,11 +211,11 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
     }
     if (o.save_every > 0 && step % o.save_every == 0) save();
   }
-  if (o.verbose && tty) std::fprintf(stderr, "\n");
+  if (o.verbose && root && tty) std::fprintf(stderr, "\n");
   res.steps = step;
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   res.tokens_per_s = double((step - first_step) * tokens_per_step) / std::max(res.seconds, 1e-9);
-  if (!res.interrupted) {
+  if (!res.interrupted && root) {
     res.eval = evaluate();
     if (o.verbose)
       std::fprintf(stderr, "%s%sfinal eval: loss %.4f  ppl %.3f  acc %.4f  (%lld examples)\n", o.label.c_str(),

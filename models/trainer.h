@@ -31,6 +31,8 @@ struct TrainOptions {
   bool anomaly = false;        // stop at the first NaN/Inf naming the op
   bool verbose = true;         // progress on stderr
   std::string label;           // prefix of progress lines (e.g. the variant in a study)
+  bool data_parallel = true;  // under mpirun (make MPI=1): batch is per rank, gradients averaged over the ranks
+                              // (models/distributed.h); false: this process trains alone
 };
 
 struct TrainResult {

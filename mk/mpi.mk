@@ -1,0 +1,33 @@
+# make MPI=1: data-parallel training over Open MPI (models/distributed.h), compiled with mpicxx into build/mpi so
+# that its objects never mix with the normal build (which has no MPI dependency at all). Debian: libopenmpi-dev
+# openmpi-bin.
+#   make MPI=1                  build/mpi/qkvlab and build/mpi/qkvlab_mpi_tests (release flags)
+#   make MPI=1 test-mpi         the 2-rank tests: mpirun -np 2 build/mpi/qkvlab_mpi_tests "[mpi]"
+#   mpirun -np 2 build/mpi/qkvlab train --threads 1 ...       (see docs/SCALING.md)
+# MPICXX="ccache mpicxx" caches the compiles. As root, Open MPI's mpirun also needs --allow-run-as-root.
+ifeq ($(MPI),1)
+MPICXX   ?= mpicxx
+MPIRUN   ?= mpirun
+MPI_NP   ?= 2
+override CXX := $(MPICXX)
+CXXFLAGS += -DQKVLAB_MPI
+MPI_TESTS := $(BUILD)/qkvlab_mpi_tests
+# Catch2's main and the MPI test cases (tests/mpi/, empty in the normal build); the cases start MPI themselves.
+MPI_TEST_OBJ := $(BUILD)/tests/main.o $(patsubst %.cpp,$(BUILD)/%.o,$(wildcard tests/mpi/*.cpp))
+
+.PHONY: mpi test-mpi
+.DEFAULT_GOAL := mpi
+mpi: $(APP) $(MPI_TESTS)
+
+$(MPI_TESTS): $(MPI_TEST_OBJ) $(LIB)
+	$(CXX) $(LDFLAGS) $(MPI_TEST_OBJ) $(LIB) $(LDLIBS) -o $@
+
+test-mpi: mpi
+	$(MPIRUN) $(if $(filter 0,$(shell id -u)),--allow-run-as-root) --oversubscribe -np $(MPI_NP) \
+	  -x QKVLAB_THREADS=1 $(MPI_TESTS) "[mpi]"
+endif
+ifneq ($(MPI),1)
+.PHONY: test-mpi
+test-mpi:
+	@echo "test-mpi: the MPI tests need the MPI build: make MPI=1 test-mpi" >&2; exit 2
+endif
