@@ -258,14 +258,14 @@ double time_gflops(const std::function<void()>& call, double flops, int samples,
 struct MatmulArgs {
   CommonFlags common;
   std::string shapes = "all", openblas;
-  int repeats = 3, samples = 5;
-  double min_ms = 20;
+  int repeats = 3, samples = 9;
+  double min_ms = 5;  // short samples: on a busy machine a short one has a chance to run undisturbed
   bool quick = false;
 };
 
 void run_matmul(MatmulArgs a) {
   apply_common_flags(a.common);
-  if (a.quick) a.repeats = std::min(a.repeats, 1), a.samples = 3, a.min_ms = 8;
+  if (a.quick) a.repeats = std::min(a.repeats, 1), a.samples = 5, a.min_ms = 3;
   check(a.repeats >= 1 && a.samples >= 1, "bench matmul: --repeats and --samples must be >= 1");
   const std::vector<MatShape> shapes = pick_shapes(a.shapes);
   const std::vector<int> threads = thread_counts(a.common);
@@ -697,9 +697,9 @@ void register_bench(CLI::App& app) {
   mc->add_option("--shapes", m->shapes, "all, shape names (sq256, s_qkv_fwd, s_attn_av, ...) or MxKxN[xBATCH]")
       ->default_val("all");
   mc->add_option("--repeats", m->repeats, "independent measurements per row (median [min-max])")->default_val(3);
-  mc->add_option("--samples", m->samples, "timed samples per measurement (the best counts)")->default_val(5);
+  mc->add_option("--samples", m->samples, "timed samples per measurement (the best counts)")->default_val(9);
   mc->add_option("--openblas", m->openblas, "sgemm_ref program (../shared/bench/sgemm_ref.c) for the ratio column");
-  mc->add_flag("--quick", m->quick, "1 repeat, 3 short samples");
+  mc->add_flag("--quick", m->quick, "1 repeat, 5 shorter samples");
   add_common_flags(mc, m->common);
   mc->callback([m] { run_matmul(*m); });
 
