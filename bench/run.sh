@@ -35,6 +35,11 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+for s in $SECTIONS; do
+  case "$s" in matmul|train|decode|scaling) ;;
+    *) echo "bench/run.sh: unknown section '$s' (known: matmul train decode scaling)" >&2; exit 2 ;;
+  esac
+done
 [ -x "$QKVLAB" ] || { echo "bench/run.sh: $QKVLAB not found; run make first" >&2; exit 2; }
 mkdir -p "$OUT"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -65,7 +70,6 @@ section() {
       "$QKVLAB" bench decode "${FLAGS[@]}" ;;
     scaling)
       "$QKVLAB" bench scaling "${QUICK[@]}" --out "$OUT" ;;
-    *) echo "bench/run.sh: unknown section '$1' (known: matmul train decode scaling)" >&2; exit 2 ;;
   esac
 }
 
