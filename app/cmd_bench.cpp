@@ -693,7 +693,8 @@ void register_bench(CLI::App& app) {
   bench->require_subcommand(1);
 
   auto m = std::make_shared<MatmulArgs>();
-  CLI::App* mc = bench->add_subcommand("matmul", "GFLOP/s of the GEMM on square, GPT-layer and attention shapes");
+  CLI::App* mc = bench->add_subcommand("matmul", "GFLOP/s of the GEMM on square, GPT-layer and attention shapes (1 thread and all cores, "
+                                                  "unless --threads)");
   mc->add_option("--shapes", m->shapes, "all, shape names (sq256, s_qkv_fwd, s_attn_av, ...) or MxKxN[xBATCH]")
       ->default_val("all");
   mc->add_option("--repeats", m->repeats, "independent measurements per row (median [min-max])")->default_val(3);
@@ -704,7 +705,8 @@ void register_bench(CLI::App& app) {
   mc->callback([m] { run_matmul(*m); });
 
   auto t = std::make_shared<TrainArgs>();
-  CLI::App* tc = bench->add_subcommand("train", "GPT training tokens/s and peak RSS, one process per row");
+  CLI::App* tc = bench->add_subcommand("train", "GPT training tokens/s and peak RSS, one process per row (1 thread and all "
+                                                 "cores, unless --threads)");
   tc->add_option("--presets", t->presets, "comma list of GPT presets: tiny, small")->default_val("tiny,small");
   tc->add_option("--variants", t->variants, "comma list of variants")->default_val("qkv,kv,single");
   tc->add_option("--repeats", t->repeats, "processes per row (median [min-max])")->default_val(3);
@@ -719,7 +721,8 @@ void register_bench(CLI::App& app) {
   tc->callback([t] { run_train(*t); });
 
   auto d = std::make_shared<DecodeArgs>();
-  CLI::App* dc = bench->add_subcommand("decode", "Generation tokens/s with and without the KV cache, cache bytes");
+  CLI::App* dc = bench->add_subcommand("decode", "Generation tokens/s with and without the KV cache, cache bytes (1 thread "
+                                                  "unless --threads)");
   dc->add_option("--preset", d->preset, "GPT preset: tiny or small")->default_val("small");
   dc->add_option("--variants", d->variants, "comma list of variants")->default_val("qkv,kv,qk,single,gqa:2,mqa");
   dc->add_option("--context", d->context, "tokens in the sequence at the end (prompt + generated)")->default_val(128);
