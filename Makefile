@@ -78,7 +78,7 @@ test-debug:
 	$(MAKE) MODE=debug test
 
 bench: all
-	bash bench/run.sh
+	bash bench/run.sh $(BENCH_FLAGS)
 
 # The README's main job: the paper's synthetic comparison (paper-synthetic set: QKV, Q=K-V, (Q=K-V)+, Q-K=V,
 # Q=K=V, (Q=K=V)+) on REVERSE with 32 digits, 3 seeds, a budget of 120 steps; about 2-3 minutes on 2 cores.

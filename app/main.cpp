@@ -44,6 +44,7 @@ int run(int argc, char** argv) {
   qkvlab::app::register_attention(app);
   qkvlab::app::register_cache(app);
   qkvlab::app::register_gradcheck(app);
+  qkvlab::app::register_bench(app);
   try {
     // A mistyped command would otherwise only hear "A subcommand is required".
     if (argc >= 2 && argv[1][0] != '-') {

@@ -36,9 +36,10 @@
 // so the kernel reads A in place (row-major or transposed views, see a_mode) with software prefetching.
 //
 // Threads (OpenMP, qkvlab::num_threads()): one product is cut into independent blocks of C -- whole MR-slivers
-// of rows, or of NR-slivers of columns when C has few rows -- and each thread runs the loops above on its block
-// with its own pack buffers: one fork, one join, no barriers in between. Batched products with many small
-// matrices give each thread whole matrices instead. Tiny products run on one thread (forking costs more).
+// of rows, or of NR-slivers of columns when C has few rows -- a few per thread, and each thread takes the next
+// block still left and runs the loops above on it with its own pack buffers: one fork, one join, no barriers in
+// between, and a thread the OS runs late just takes fewer blocks. Batched products with many small matrices hand
+// out runs of whole matrices instead. Tiny products run on one thread (forking costs more).
 //
 // Numerics: plain accumulation in the element type, with fused multiply-adds; the summation order over k is
 // the natural one within each KC slice. Built without -ffast-math (never use it: NaN checks and gradcheck).
@@ -46,6 +47,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstring>
 #include <new>
@@ -542,10 +544,26 @@ void gemm_serial(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64
   }
 }
 
-// [lo, hi) of n items for part t of p (contiguous, sizes differ by at most one).
-inline void split_range(int64_t n, int p, int t, int64_t& lo, int64_t& hi) {
-  lo = n * t / p;
-  hi = n * (t + 1) / p;
+// Work handed out in pieces, first come first served: each thread takes the next piece until none is left. On a
+// busy machine the OS often runs one of the threads late; with a fixed split the others would wait at the join for
+// its share, here they simply take more pieces (and a thread that starts after the last piece is gone does nothing).
+class Pieces {
+ public:
+  explicit Pieces(int64_t n) : n_(n) {}
+  bool next(int64_t& i) {
+    i = next_.fetch_add(1, std::memory_order_relaxed);
+    return i < n_;
+  }
+
+ private:
+  std::atomic<int64_t> next_{0};
+  const int64_t n_;
+};
+
+// How many pieces to cut `units` (MR-slivers, NR-slivers or matrices) into for nt threads: a few per thread, so
+// that a late thread costs little, but not so many that repacking the shared operand per piece adds up.
+int64_t piece_count(int64_t units, int nt, int64_t min_units_per_piece) {
+  return std::max<int64_t>(1, std::min<int64_t>(4 * int64_t(nt), units / min_units_per_piece));
 }
 
 // Threads to use for one product of this size: forking and joining costs a few microseconds.
@@ -561,11 +579,11 @@ int threads_for(int64_t M, int64_t N, int64_t K) {
   return nt;
 }
 
-// One product on nt threads. C is cut into nt independent blocks, whole rows when there are enough MR-slivers
-// of rows to go round, else whole NR-slivers of columns, and each thread multiplies its block on its own, with
-// its own pack buffers. The threads never wait for each other inside the product (one fork, one join): packing
-// the shared operand twice costs a little (about K*N element copies per thread for a row split), but a thread
-// that the OS schedules late -- common on a busy laptop -- delays only the join, not every KC step.
+// One product on nt threads. C is cut into independent blocks -- whole MR-slivers of rows, or NR-slivers of
+// columns when C has few rows -- handed out as Pieces; each thread multiplies the blocks it takes on its own, with
+// its own pack buffers. The threads never wait for each other inside the product (one fork, one join): packing the
+// shared operand once per piece costs a little (about K*N element copies per piece for a row split), but a thread
+// that the OS schedules late -- common on a busy laptop -- delays nobody, the others take its pieces.
 template <class T>
 void gemm_parallel(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
                    int64_t csb, T* C, int64_t ldc, bool accumulate, int nt) {
@@ -578,23 +596,23 @@ void gemm_parallel(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int
   using Cf = Cfg<T>;
   const int64_t m_slivers = (M + Cf::MR - 1) / Cf::MR, n_slivers = (N + Cf::NR - 1) / Cf::NR;
   const bool split_m = m_slivers >= 4 * nt || m_slivers >= n_slivers;
+  const int64_t units = split_m ? m_slivers : n_slivers;
+  const int64_t n_pieces = piece_count(units, nt, split_m ? 4 : 2);
+  Pieces pieces(n_pieces);
   const int64_t per = sz.a + sz.b;
   T* ws = workspace<T>(per * nt);
 #pragma omp parallel num_threads(nt)
   {
-    const int t = omp_get_thread_num(), p = omp_get_num_threads();
-    T* pa = ws + per * t;
-    int64_t s0, s1;
-    if (split_m) {
-      split_range(m_slivers, p, t, s0, s1);
-      const int64_t i0 = s0 * Cf::MR, i1 = std::min(M, s1 * Cf::MR);
-      if (i1 > i0)
+    T* pa = ws + per * omp_get_thread_num();
+    for (int64_t piece; pieces.next(piece);) {
+      const int64_t s0 = units * piece / n_pieces, s1 = units * (piece + 1) / n_pieces;
+      if (split_m) {
+        const int64_t i0 = s0 * Cf::MR, i1 = std::min(M, s1 * Cf::MR);
         gemm_serial(i1 - i0, N, K, A + i0 * rsa, rsa, csa, B, rsb, csb, C + i0 * ldc, ldc, accumulate, pa, pa + sz.a);
-    } else {
-      split_range(n_slivers, p, t, s0, s1);
-      const int64_t j0 = s0 * Cf::NR, j1 = std::min(N, s1 * Cf::NR);
-      if (j1 > j0)
+      } else {
+        const int64_t j0 = s0 * Cf::NR, j1 = std::min(N, s1 * Cf::NR);
         gemm_serial(M, j1 - j0, K, A, rsa, csa, B + j0 * csb, rsb, csb, C + j0, ldc, accumulate, pa, pa + sz.a);
+      }
     }
   }
 #endif
@@ -631,15 +649,15 @@ void gemm_batched_impl(int64_t batch, const int64_t* a_off, const int64_t* b_off
 #ifdef _OPENMP
   const int64_t per = sz.a + sz.b;
   T* ws = workspace<T>(per * nt);
+  const int64_t n_pieces = std::min<int64_t>(batch, 8 * int64_t(nt));
+  Pieces pieces(n_pieces);
 #pragma omp parallel num_threads(nt)
   {
-    const int t = omp_get_thread_num(), p = omp_get_num_threads();
-    int64_t b0, b1;
-    split_range(batch, p, t, b0, b1);  // contiguous runs keep broadcast operands warm in cache
-    T* pa = ws + per * t;
-    for (int64_t b = b0; b < b1; ++b)
-      gemm_serial(M, N, K, A + a_off[b], rsa, csa, B + b_off[b], rsb, csb, C + c_off[b], ldc, accumulate, pa,
-                  pa + sz.a);
+    T* pa = ws + per * omp_get_thread_num();
+    for (int64_t piece; pieces.next(piece);)  // contiguous runs keep broadcast operands warm in cache
+      for (int64_t b = batch * piece / n_pieces; b < batch * (piece + 1) / n_pieces; ++b)
+        gemm_serial(M, N, K, A + a_off[b], rsa, csa, B + b_off[b], rsb, csb, C + c_off[b], ldc, accumulate, pa,
+                    pa + sz.a);
   }
 #endif
 }

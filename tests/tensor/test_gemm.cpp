@@ -272,3 +272,63 @@ TEST_CASE("gemm gives the same result with 1 and 2 threads", "[gemm]") {
   qkvlab::set_num_threads(saved);
   CHECK(C1 == C2);
 }
+
+TEST_CASE("gemm hands out its blocks to any number of threads: same bits with 1, 2, 3 and 5 threads", "[gemm]") {
+  // More threads than cores, as on a busy machine: the blocks (row blocks, column blocks, runs of batch entries)
+  // are taken first come first served, so a lost or doubly done block would show (C accumulates, so a block done
+  // twice is added twice).
+  std::mt19937 rng(11);
+  struct Case {
+    int64_t M, N, K;
+    Layout la, lb;
+  };
+  const Case cases[] = {{300, 200, 600, Layout::RowMajor, Layout::ColMajor},   // row blocks
+                        {20, 600, 100, Layout::ColMajor, Layout::RowMajor},    // few rows: column blocks
+                        {71, 45, 33, Layout::Strided, Layout::StridedT}};      // a few odd-sized blocks
+  const int saved = qkvlab::num_threads();
+  for (const Case& c : cases) {
+    Operand<float> A(c.M, c.K, c.la, rng), B(c.K, c.N, c.lb, rng);
+    std::vector<float> C0(size_t(c.M * c.N));
+    std::uniform_real_distribution<float> U(-1.f, 1.f);
+    for (auto& x : C0) x = U(rng);
+    std::vector<float> ref;
+    for (int nt : {1, 2, 3, 5}) {
+      qkvlab::set_num_threads(nt);
+      std::vector<float> C = C0;
+      gemm(c.M, c.N, c.K, A.data.data(), A.rs, A.cs, B.data.data(), B.rs, B.cs, C.data(), c.N, true);
+      if (nt == 1) {
+        check_product(c.M, c.N, c.K, A, B, A.data.data(), B.data.data(), C0, C, c.N, true, "1 thread");
+        ref = C;
+      } else {
+        INFO(c.M << "x" << c.K << "x" << c.N << " with " << nt << " threads");
+        CHECK(C == ref);
+      }
+    }
+  }
+  // Batched: 37 small products (not a multiple of the runs handed out), C accumulating.
+  const int64_t batch = 37, M = 9, N = 20, K = 13;
+  std::vector<float> A(size_t(batch * M * K)), B(size_t(batch * K * N)), C0(size_t(batch * M * N));
+  std::uniform_real_distribution<float> U(-1.f, 1.f);
+  for (auto* v : {&A, &B, &C0})
+    for (auto& x : *v) x = U(rng);
+  std::vector<int64_t> a_off, b_off, c_off;
+  for (int64_t b = 0; b < batch; ++b) a_off.push_back(b * M * K), b_off.push_back(b * K * N), c_off.push_back(b * M * N);
+  std::vector<float> ref;
+  for (int nt : {1, 2, 3, 5}) {
+    qkvlab::set_num_threads(nt);
+    std::vector<float> C = C0;
+    gemm_batched(batch, a_off.data(), b_off.data(), c_off.data(), M, N, K, A.data(), K, 1, B.data(), N, 1, C.data(),
+                 N, true);
+    if (nt == 1) {
+      // spot check one entry against the naive sum
+      double s = C0[size_t(c_off[36] + 8 * N + 19)];
+      for (int64_t p = 0; p < K; ++p) s += double(A[size_t(a_off[36] + 8 * K + p)]) * B[size_t(b_off[36] + p * N + 19)];
+      CHECK(C[size_t(c_off[36] + 8 * N + 19)] == Approx(s).epsilon(1e-5));
+      ref = C;
+    } else {
+      INFO("batched with " << nt << " threads");
+      CHECK(C == ref);
+    }
+  }
+  qkvlab::set_num_threads(saved);
+}
