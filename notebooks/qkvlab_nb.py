@@ -63,7 +63,8 @@ def run(*cmd, check=True):
 def qkvlab(*args, quiet=False):
     """Runs build/release/qkvlab with these arguments, prints the command and its output, returns the seconds."""
     args = [str(a) for a in args]
-    print("$ qkvlab " + " ".join(shlex.quote(a) for a in args).replace(str(ROOT), "$ROOT"))
+    shown = " ".join(shlex.quote(a) for a in args).replace(str(DATA), "$ROOT/../shared/data")
+    print("$ qkvlab " + shown.replace(str(ROOT), "$ROOT"))
     start = time.perf_counter()
     done = subprocess.run([str(QKVLAB), *args], capture_output=True, text=True)
     seconds = time.perf_counter() - start

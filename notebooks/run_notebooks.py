@@ -56,7 +56,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+", type=pathlib.Path)
     parser.add_argument("--inplace", action="store_true", help="write the outputs back into the notebooks")
-    parser.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
+    parser.add_argument("--timeout", type=int, default=1200, help="seconds allowed per cell (generous: a shared machine can be slow)")
     args = parser.parse_args()
     failed = [p for p in args.notebooks if not execute(p.resolve(), args.inplace, args.timeout)]
     if failed:
