@@ -2,6 +2,7 @@
 # make deps: installs the Debian/Ubuntu packages qkvlab needs. Safe to run twice (apt-get skips what is there).
 #   bash tools/deps.sh            build + tests (+ small data sets)
 #   bash tools/deps.sh --bench    also OpenBLAS and PyTorch, the yardsticks of `make bench` (large: ~1 GB)
+#   bash tools/deps.sh --notebooks  also what the notebooks need (Jupyter, nbclient, matplotlib, graphviz)
 #   bash tools/deps.sh --all      everything, including what the notebooks need
 set -euo pipefail
 
@@ -13,9 +14,10 @@ BENCH="libopenblas-dev python3-torch"
 PKGS="$CORE $DATA"
 case "${1:-}" in
   --bench) PKGS="$PKGS $BENCH" ;;
+  --notebooks) PKGS="$PKGS $NOTEBOOKS" ;;
   --all) PKGS="$PKGS $NOTEBOOKS $BENCH" ;;
   "") ;;
-  *) echo "deps: unknown option '$1' (use --bench or --all)" >&2; exit 2 ;;
+  *) echo "deps: unknown option '$1' (use --bench, --notebooks or --all)" >&2; exit 2 ;;
 esac
 
 SUDO=""
