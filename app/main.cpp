@@ -6,6 +6,7 @@
 #include <string>
 
 #include "app/common.h"
+#include "autograd/profile.h"
 #include "tensor/error.h"
 
 int main(int argc, char** argv) {
@@ -40,6 +41,8 @@ int main(int argc, char** argv) {
       }
     }
     app.parse(argc, argv);
+    // QKVLAB_PROFILE=1 or --profile: where the time went (autograd/profile.h), on stderr.
+    if (std::string t = qkvlab::profile_table(); !t.empty()) std::fputs(t.c_str(), stderr);
   } catch (const CLI::CallForHelp&) {
     std::fputs(app.help().c_str(), stdout);
     return 0;

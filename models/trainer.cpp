@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "autograd/profile.h"
 #include "models/safetensors.h"
 
 namespace qkvlab {
@@ -60,6 +61,7 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
   check(o.lr > 0 && std::isfinite(o.lr), "train: --lr must be a positive number, got ", o.lr);
   check(!o.resume || !o.out_dir.empty(), "train: --resume needs --out (the run directory to continue)");
   TrainResult res;
+  if (o.profile) set_profile_enabled(true);
   const bool files = !o.out_dir.empty();
   const std::string model_path = files ? join(o.out_dir, "model.safetensors") : "";
   const std::string opt_path = files ? join(o.out_dir, "optimizer.safetensors") : "";
@@ -116,6 +118,7 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
     if (files) metrics << j.dump() << "\n" << std::flush;
   };
   auto evaluate = [&] {
+    ProfilePause pause;  // the profile is of training steps
     EvalResult e = data.evaluate(model, o.eval_examples);
     res.evals.emplace_back(step, e);
     log_json({{"step", step}, {"eval_loss", e.loss}, {"eval_ppl", e.perplexity()}, {"eval_acc", e.accuracy},
@@ -130,15 +133,20 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
   auto t0 = std::chrono::steady_clock::now();
   double window_loss = 0.0;
   int64_t window_n = 0;
+  const std::string opt_step_name = opt.name() + ".step";  // the profiler's row for the optimizer
   model.train();
   while (step < o.steps) {
     if (stop_requested() || (o.stop_after > 0 && step - first_step >= o.stop_after)) {
       res.interrupted = true;
       break;
     }
+    const auto step_start = std::chrono::steady_clock::now();
     opt.lr = schedule.lr(step);
     Array x, y;
-    data.train_batch(o.batch, data_rng, x, y);
+    {
+      ProfileScope prof("train_batch", ProfilePhase::Data);
+      data.train_batch(o.batch, data_rng, x, y);
+    }
     double loss_value;
     {
       AnomalyGuard anomaly(o.anomaly || anomaly_enabled());
@@ -154,8 +162,15 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
       opt.zero_grad();
       r.loss.backward();
     }
-    if (o.clip > 0) clip_grad_norm(model.parameters(), o.clip);
-    opt.step();
+    {
+      ProfileScope prof("clip_grad_norm", ProfilePhase::Optimizer);
+      if (o.clip > 0) clip_grad_norm(model.parameters(), o.clip);
+    }
+    {
+      ProfileScope prof(opt_step_name.c_str(), ProfilePhase::Optimizer);
+      opt.step();
+    }
+    profile_add_step(std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count());
     ++step;
     res.losses.emplace_back(step, loss_value);
     window_loss += loss_value;
