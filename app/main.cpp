@@ -7,9 +7,11 @@
 
 #include "app/common.h"
 #include "autograd/profile.h"
+#include "tensor/parallel.h"
 #include "tensor/error.h"
 
 int main(int argc, char** argv) {
+  qkvlab::prefer_passive_openmp_wait(argv);  // see tensor/parallel.h: spinning threads under load
   CLI::App app{
       "qkvlab: a from-scratch tensor library and autograd engine for the paper \"Do Transformers Need Three "
       "Projections? Systematic Study of QKV Variants\" (ICML 2026). Train and compare attention variants that "

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 
+#include "tensor/fastmath.h"
 #include "tensor/ops.h"
 #include "tensor/ops_detail.h"
 
@@ -142,7 +143,7 @@ Array neg(const Array& a) {
   return unary_op(a, "neg", [](auto x) { return -x; });
 }
 Array exp(const Array& a) {
-  return unary_op(a, "exp", [](auto x) { return std::exp(x); });
+  return unary_op(a, "exp", [](auto x) { return fastmath::exp(x); });
 }
 Array log(const Array& a) {
   return unary_op(a, "log", [](auto x) { return std::log(x); });
@@ -160,15 +161,15 @@ Array relu(const Array& a) {
 Array gelu(const Array& a) {
   return unary_op(a, "gelu", [](auto x) {
     using T = decltype(x);
-    return static_cast<T>(x * T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2))));
+    return static_cast<T>(x * T(0.5) * (T(1) + fastmath::erf(x * T(kInvSqrt2))));  // vectorised in float
   });
 }
 Array gelu_backward(const Array& x, const Array& grad) {
   // d/dx [x Phi(x)] = Phi(x) + x phi(x)
   return binary_op(x, grad, "gelu_backward", [](auto v, auto g) {
     using T = decltype(v);
-    const T cdf = T(0.5) * (T(1) + std::erf(v * T(kInvSqrt2)));
-    const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * v * v);
+    const T cdf = T(0.5) * (T(1) + fastmath::erf(v * T(kInvSqrt2)));
+    const T pdf = T(kInvSqrt2Pi) * fastmath::exp(T(-0.5) * v * v);
     return g * (cdf + v * pdf);
   });
 }
