@@ -14,13 +14,16 @@
 
 namespace qkvlab::fastmath {
 
+// always_inline: a call per element would stop the loop around it from vectorising (GCC judged these too big to
+// inline inside the generic elementwise kernels, and the profile showed them as scalar calls).
+
 inline double exp(double x) { return std::exp(x); }
 inline double erf(double x) { return std::erf(x); }
 
 // e^x = 2^n * e^r with n = round(x / ln 2) and |r| <= ln(2)/2; e^r by its Taylor series to r^7 (the next term
 // is below 6e-9, under half an ulp); 2^n is built from its bits, in two halves so that results below FLT_MIN
 // (subnormals, x < -87.3) come out right too.
-inline float exp(float x) {
+[[gnu::always_inline]] inline float exp(float x) {
   const float xc = x != x ? 0.0f : std::min(std::max(x, -104.0f), 89.0f);  // e^-104 rounds to 0, e^89 to inf
   // n = round(x / ln 2): adding and removing 1.5 * 2^23 rounds to a whole number (std::floor would not vectorise).
   const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
@@ -42,7 +45,7 @@ inline float exp(float x) {
 // erf(x) = x P(x^2) for |x| < 1, and 1 - e^(-x^2) Q(u) with u = 1 / (1 + |x|/2) above (odd in x). P and Q are
 // least-squares fits (relative error 1.2e-9 and 3.7e-10 in exact arithmetic) made for this file with numpy from
 // Python's math.erf / math.erfc. Beyond |x| = 4, erf(x) rounds to +-1 in float.
-inline float erf(float x) {
+[[gnu::always_inline]] inline float erf(float x) {
   const float t = std::fabs(x);
   const float s = x * x;
   float p = 7.8542210914550603e-05f;
