@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/model_flags.h"
+#include "autograd/profile.h"
 #include "models/distributed.h"
 
 namespace qkvlab::app {
@@ -82,6 +83,14 @@ void run(TrainArgs& a) {
     j["eval_loss"] = r.eval.loss;
     j["eval_ppl"] = r.eval.perplexity();
     j["eval_acc"] = r.eval.accuracy;
+  }
+  if (profile_enabled()) {  // --profile: the rows of the table main() prints on stderr
+    ProfileReport rep = profile_report();
+    nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+    for (const ProfileRow& row : rep.rows)
+      rows.push_back({{"phase", phase_name(row.phase)}, {"op", row.name}, {"calls", row.calls},
+                      {"seconds", row.seconds}, {"share", row.seconds / std::max(rep.total_seconds(), 1e-12)}});
+    j["profile"] = {{"steps", rep.steps}, {"step_seconds", rep.step_seconds}, {"rows", rows}};
   }
   if (a.common.json) {
     std::printf("%s\n", j.dump(2).c_str());

@@ -8,6 +8,8 @@
 #include <string>
 
 #include "app/common.h"
+#include "autograd/profile.h"
+#include "tensor/parallel.h"
 #include "models/distributed.h"
 #include "tensor/error.h"
 
@@ -21,6 +23,7 @@ std::string me() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  qkvlab::prefer_passive_openmp_wait(argv);  // see tensor/parallel.h: spinning threads under load
   qkvlab::dist::init(&argc, &argv);
   int status = run(argc, argv);
   if (status != 0 && status != 130 && qkvlab::dist::size() > 1) qkvlab::dist::abort(status);
@@ -64,6 +67,8 @@ int run(int argc, char** argv) {
       qkvlab::fail("only 'train' runs on several MPI ranks; run '", argc < 2 ? "" : argv[1],
                    "' without mpirun (got ", qkvlab::dist::size(), " ranks)");
     app.parse(argc, argv);
+    // QKVLAB_PROFILE=1 or --profile: where the time went (autograd/profile.h), on stderr.
+    if (std::string t = qkvlab::profile_table(); !t.empty()) std::fputs(t.c_str(), stderr);
   } catch (const CLI::CallForHelp&) {
     std::fputs(app.help().c_str(), stdout);
     return 0;

@@ -59,6 +59,8 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
   cmd->add_option("--eval-examples", f.eval_examples, "held-out examples per evaluation (0 = all)");
   cmd->add_option("--save-every", f.save_every, "checkpoint every N steps (always at the end)");
   cmd->add_flag("--anomaly", f.anomaly, "stop at the first NaN/Inf and name the op that made it (slower)");
+  cmd->add_flag("--profile", f.profile, "time every op, forward and backward, and print the table at the end "
+                                        "(also QKVLAB_PROFILE=1)");
 }
 
 TaskOptions task_options(const ModelFlags& f, uint64_t seed) {
@@ -122,6 +124,7 @@ TrainOptions train_options(const TrainFlags& f, const ModelFlags& m, const TaskD
   o.eval_examples = f.eval_examples;
   o.save_every = f.save_every;
   o.anomaly = f.anomaly;
+  o.profile = f.profile;
   o.seed = seed;
   check(f.warmup >= 0 && f.warmup <= 1, "--warmup must be in [0, 1], got ", f.warmup);
   check(f.clip >= 0, "--clip must be >= 0, got ", f.clip);

@@ -25,6 +25,7 @@ struct TrainFlags {
   double lr = 0.0, weight_decay = 0.0, warmup = 0.05, min_lr_ratio = 0.1, clip = 1.0;
   int64_t eval_every = 0, eval_examples = 0, save_every = 0;
   bool anomaly = false;
+  bool profile = false;
 };
 
 void add_model_flags(CLI::App* cmd, ModelFlags& f);

@@ -221,7 +221,11 @@ void Tensor::backward(const Array& grad_in, bool retain_graph) const {
       }
     }
 
-    std::vector<Array> in_grads = n->backward(g);
+    std::vector<Array> in_grads;
+    {
+      ProfileScope prof(n->name(), ProfilePhase::Backward);  // QKVLAB_PROFILE=1: time per node name
+      in_grads = n->backward(g);
+    }
     if (trace) {
       std::fprintf(stderr, "[trace] %-22s out %-14s |grad_out| %-11.5g", n->name(), shape_str(n->output_shape).c_str(),
                    norm(g));
@@ -250,7 +254,10 @@ void Tensor::backward(const Array& grad_in, bool retain_graph) const {
                " during backward; the op was created at ", where_str(*n));
         auto it = grads.find(child);
         if (it == grads.end() || !it->second.defined()) grads[child] = std::move(gi);
-        else it->second = add(it->second, gi);
+        else {
+          ProfileScope prof("(sum of gradients)", ProfilePhase::Backward);  // a tensor used twice: add up
+          it->second = add(it->second, gi);
+        }
       }
       if (--pending_inputs[child] == 0) {
         if (grads.count(child) && grads[child].defined()) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/profile.h"
 #include "autograd/tensor.h"
 
 namespace qkvlab {

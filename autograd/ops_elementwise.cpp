@@ -22,6 +22,7 @@ struct AddBackward : Node {
   std::vector<Array> backward(const Array& g) override { return {g, g}; }
 };
 Tensor add(const Tensor& a0, const Tensor& b0, const Loc& loc) {
+  ProfileScope prof("add");
   auto [a, b] = broadcast_pair(a0, b0, "add", loc);
   return record<AddBackward>(add(a.data(), b.data()), {&a, &b}, loc, [](AddBackward&) {});
 }
@@ -31,6 +32,7 @@ struct SubBackward : Node {
   std::vector<Array> backward(const Array& g) override { return {g, needs_grad(1) ? neg(g) : Array()}; }
 };
 Tensor sub(const Tensor& a0, const Tensor& b0, const Loc& loc) {
+  ProfileScope prof("sub");
   auto [a, b] = broadcast_pair(a0, b0, "sub", loc);
   return record<SubBackward>(sub(a.data(), b.data()), {&a, &b}, loc, [](SubBackward&) {});
 }
@@ -44,6 +46,7 @@ struct MulBackward : Node {
   void release_saved() override { a = b = Array(); }
 };
 Tensor mul(const Tensor& a0, const Tensor& b0, const Loc& loc) {
+  ProfileScope prof("mul");
   auto [a, b] = broadcast_pair(a0, b0, "mul", loc);
   return record<MulBackward>(mul(a.data(), b.data()), {&a, &b}, loc, [&](MulBackward& n) {
     if (b.requires_grad()) n.a = a.data();
@@ -62,6 +65,7 @@ struct DivBackward : Node {
   void release_saved() override { a = b = Array(); }
 };
 Tensor div(const Tensor& a0, const Tensor& b0, const Loc& loc) {
+  ProfileScope prof("div");
   auto [a, b] = broadcast_pair(a0, b0, "div", loc);
   return record<DivBackward>(div(a.data(), b.data()), {&a, &b}, loc, [&](DivBackward& n) {
     n.a = a.data();
@@ -74,6 +78,7 @@ struct AddScalarBackward : Node {
   std::vector<Array> backward(const Array& g) override { return {g}; }
 };
 Tensor add(const Tensor& a, double b, const Loc& loc) {
+  ProfileScope prof("add(scalar)");
   return record<AddScalarBackward>(add(a.data(), b), {&a}, loc, [](AddScalarBackward&) {});
 }
 
@@ -83,6 +88,7 @@ struct MulScalarBackward : Node {
   std::vector<Array> backward(const Array& g) override { return {g * s}; }
 };
 Tensor mul(const Tensor& a, double b, const Loc& loc) {
+  ProfileScope prof("mul(scalar)");
   return record<MulScalarBackward>(mul(a.data(), b), {&a}, loc, [&](MulScalarBackward& n) { n.s = b; });
 }
 
@@ -91,6 +97,7 @@ struct NegBackward : Node {
   std::vector<Array> backward(const Array& g) override { return {neg(g)}; }
 };
 Tensor neg(const Tensor& a, const Loc& loc) {
+  ProfileScope prof("neg");
   return record<NegBackward>(neg(a.data()), {&a}, loc, [](NegBackward&) {});
 }
 
@@ -102,6 +109,7 @@ struct PowBackward : Node {
   void release_saved() override { x = Array(); }
 };
 Tensor pow(const Tensor& a, double exponent, const Loc& loc) {
+  ProfileScope prof("pow");
   return record<PowBackward>(pow(a.data(), exponent), {&a}, loc, [&](PowBackward& n) {
     n.x = a.data();
     n.p = exponent;
@@ -115,6 +123,7 @@ struct ExpBackward : Node {
   void release_saved() override { y = Array(); }
 };
 Tensor exp(const Tensor& a, const Loc& loc) {
+  ProfileScope prof("exp");
   Array y = exp(a.data());
   return record<ExpBackward>(y, {&a}, loc, [&](ExpBackward& n) { n.y = y; });
 }
@@ -126,6 +135,7 @@ struct LogBackward : Node {
   void release_saved() override { x = Array(); }
 };
 Tensor log(const Tensor& a, const Loc& loc) {
+  ProfileScope prof("log");
   return record<LogBackward>(log(a.data()), {&a}, loc, [&](LogBackward& n) { n.x = a.data(); });
 }
 
@@ -136,6 +146,7 @@ struct SqrtBackward : Node {
   void release_saved() override { y = Array(); }
 };
 Tensor sqrt(const Tensor& a, const Loc& loc) {
+  ProfileScope prof("sqrt");
   Array y = sqrt(a.data());
   return record<SqrtBackward>(y, {&a}, loc, [&](SqrtBackward& n) { n.y = y; });
 }
@@ -147,6 +158,7 @@ struct TanhBackward : Node {
   void release_saved() override { y = Array(); }
 };
 Tensor tanh(const Tensor& a, const Loc& loc) {
+  ProfileScope prof("tanh");
   Array y = tanh(a.data());
   return record<TanhBackward>(y, {&a}, loc, [&](TanhBackward& n) { n.y = y; });
 }
@@ -158,6 +170,7 @@ struct ReluBackward : Node {
   void release_saved() override { y = Array(); }
 };
 Tensor relu(const Tensor& a, const Loc& loc) {
+  ProfileScope prof("relu");
   Array y = relu(a.data());
   return record<ReluBackward>(y, {&a}, loc, [&](ReluBackward& n) { n.y = y; });
 }
@@ -169,6 +182,7 @@ struct GeluBackward : Node {
   void release_saved() override { x = Array(); }
 };
 Tensor gelu(const Tensor& a, const Loc& loc) {
+  ProfileScope prof("gelu");
   return record<GeluBackward>(gelu(a.data()), {&a}, loc, [&](GeluBackward& n) { n.x = a.data(); });
 }
 

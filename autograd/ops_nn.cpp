@@ -16,6 +16,7 @@ struct EmbeddingBackward : Node {  // rows were gathered, so gradients scatter-a
   void release_saved() override { ids = Array(); }
 };
 Tensor embedding(const Tensor& weight, const Array& ids, const Loc& loc) {
+  ProfileScope prof("embedding");
   return record<EmbeddingBackward>(embedding(weight.data(), ids), {&weight}, loc,
                                    [&](EmbeddingBackward& n) { n.ids = ids; });
 }
@@ -28,6 +29,7 @@ struct SoftmaxBackward : Node {
   void release_saved() override { y = Array(); }
 };
 Tensor softmax(const Tensor& a, int64_t dim, const Loc& loc) {
+  ProfileScope prof("softmax");
   Array y = softmax(a.data(), dim);
   return record<SoftmaxBackward>(y, {&a}, loc, [&](SoftmaxBackward& n) {
     n.y = y;
@@ -43,6 +45,7 @@ struct LogSoftmaxBackward : Node {
   void release_saved() override { y = Array(); }
 };
 Tensor log_softmax(const Tensor& a, int64_t dim, const Loc& loc) {
+  ProfileScope prof("log_softmax");
   Array y = log_softmax(a.data(), dim);
   return record<LogSoftmaxBackward>(y, {&a}, loc, [&](LogSoftmaxBackward& n) {
     n.y = y;
@@ -61,6 +64,7 @@ struct CrossEntropyBackward : Node {
   void release_saved() override { logits = targets = lse = Array(); }
 };
 Tensor cross_entropy(const Tensor& logits, const Array& targets, int64_t ignore_index, const Loc& loc) {
+  ProfileScope prof("cross_entropy");
   check(logits.ndim() >= 1, "cross_entropy: logits need a class dim, got shape ", shape_str(logits.shape()));
   Shape batch(logits.shape().begin(), logits.shape().end() - 1);
   check(targets.shape() == batch, "cross_entropy: targets of shape ", shape_str(targets.shape()),
@@ -89,6 +93,7 @@ struct LayerNormBackward : Node {
   void release_saved() override { x = mean = rstd = weight = Array(); }
 };
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Loc& loc) {
+  ProfileScope prof("layer_norm");
   Array w = weight.defined() ? weight.data() : Array();
   Array b = bias.defined() ? bias.data() : Array();
   LayerNormOut r = layer_norm(x.data(), w, b, eps);
@@ -108,6 +113,7 @@ struct DropoutBackward : Node {
   void release_saved() override { mask = Array(); }
 };
 Tensor dropout(const Tensor& a, double p, bool training, Generator& gen, const Loc& loc) {
+  ProfileScope prof("dropout");
   check(p >= 0.0 && p < 1.0, "dropout: p must be in [0, 1), got ", p);
   if (!training || p == 0.0) return a;
   Array mask = dropout_mask(a.shape(), p, gen, a.dtype());
@@ -121,6 +127,7 @@ struct MaskedFillBackward : Node {
   void release_saved() override { mask = Array(); }
 };
 Tensor masked_fill(const Tensor& a, const Array& mask, double value, const Loc& loc) {
+  ProfileScope prof("masked_fill");
   return record<MaskedFillBackward>(masked_fill(a.data(), mask, value), {&a}, loc,
                                     [&](MaskedFillBackward& n) { n.mask = mask; });
 }
@@ -137,6 +144,7 @@ struct WhereBackward : Node {
   void release_saved() override { cond = Array(); }
 };
 Tensor where(const Array& cond, const Tensor& a, const Tensor& b, const Loc& loc) {
+  ProfileScope prof("where");
   return record<WhereBackward>(where(cond, a.data(), b.data()), {&a, &b}, loc,
                                [&](WhereBackward& n) { n.cond = cond; });
 }

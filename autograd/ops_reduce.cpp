@@ -22,6 +22,7 @@ struct SumBackward : Node {  // every input element fed the sum once: the gradie
   }
 };
 Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim, const Loc& loc) {
+  ProfileScope prof("sum");
   return record<SumBackward>(sum(a.data(), dims, keepdim), {&a}, loc, [&](SumBackward& n) { n.dims = dims; });
 }
 
@@ -34,6 +35,7 @@ struct MeanBackward : Node {
   }
 };
 Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim, const Loc& loc) {
+  ProfileScope prof("mean");
   Array out = mean(a.data(), dims, keepdim);
   return record<MeanBackward>(out, {&a}, loc, [&](MeanBackward& n) {
     n.dims = dims;
@@ -57,6 +59,7 @@ struct MaxBackward : Node {  // only the (first) maximum receives the gradient
   void release_saved() override { index = Array(); }
 };
 Tensor max(const Tensor& a, int64_t dim, bool keepdim, const Loc& loc) {
+  ProfileScope prof("max");
   int64_t d = wrap_dim(dim, a.ndim(), "max");
   return record<MaxBackward>(max(a.data(), d, keepdim), {&a}, loc, [&](MaxBackward& n) {
     n.index = argmax(a.data(), d, true);
@@ -83,6 +86,7 @@ struct MatmulBackward : Node {
   void release_saved() override { a = b = Array(); }
 };
 Tensor matmul(const Tensor& a0, const Tensor& b0, const Loc& loc) {
+  ProfileScope prof("matmul");
   check(a0.ndim() >= 1 && b0.ndim() >= 1, "matmul: expected tensors with at least 1 dim, got ",
         shape_str(a0.shape()), " @ ", shape_str(b0.shape()));
   check(a0.dtype() == b0.dtype(), "matmul: dtypes differ: ", dtype_name(a0.dtype()), " and ",

@@ -11,6 +11,7 @@ struct ExpandBackward : Node {  // broadcasting made explicit: one value fed man
   std::vector<Array> backward(const Array& g) override { return {sum_to(g, input_shapes[0])}; }
 };
 Tensor expand(const Tensor& a, const Shape& shape, const Loc& loc) {
+  ProfileScope prof("expand");
   return record<ExpandBackward>(a.data().expand(shape), {&a}, loc, [](ExpandBackward&) {});
 }
 
@@ -19,6 +20,7 @@ struct ReshapeBackward : Node {
   std::vector<Array> backward(const Array& g) override { return {g.reshape(input_shapes[0])}; }
 };
 Tensor reshape(const Tensor& a, const Shape& shape, const Loc& loc) {
+  ProfileScope prof("reshape");
   return record<ReshapeBackward>(a.data().reshape(shape), {&a}, loc, [](ReshapeBackward&) {});
 }
 
@@ -28,6 +30,7 @@ struct PermuteBackward : Node {
   std::vector<Array> backward(const Array& g) override { return {g.permute(inverse)}; }
 };
 Tensor permute(const Tensor& a, const std::vector<int64_t>& dims, const Loc& loc) {
+  ProfileScope prof("permute");
   Array out = a.data().permute(dims);  // validates dims
   return record<PermuteBackward>(out, {&a}, loc, [&](PermuteBackward& n) {
     n.inverse.resize(dims.size());
@@ -36,6 +39,7 @@ Tensor permute(const Tensor& a, const std::vector<int64_t>& dims, const Loc& loc
 }
 
 Tensor transpose(const Tensor& a, int64_t d0, int64_t d1, const Loc& loc) {
+  ProfileScope prof("transpose");
   std::vector<int64_t> dims(a.ndim());
   std::iota(dims.begin(), dims.end(), 0);
   std::swap(dims[wrap_dim(d0, a.ndim(), "transpose")], dims[wrap_dim(d1, a.ndim(), "transpose")]);
@@ -52,6 +56,7 @@ struct SliceBackward : Node {  // the gradient lands in the sliced window; zeros
   }
 };
 Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end, int64_t step, const Loc& loc) {
+  ProfileScope prof("slice");
   Array out = a.data().slice(dim, start, end, step);
   return record<SliceBackward>(out, {&a}, loc, [&](SliceBackward& n) {
     n.dim = wrap_dim(dim, a.ndim(), "slice");
@@ -62,10 +67,12 @@ Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end, int64_t s
 }
 
 Tensor unsqueeze(const Tensor& a, int64_t dim, const Loc& loc) {
+  ProfileScope prof("unsqueeze");
   return reshape(a, a.data().unsqueeze(dim).shape(), loc);
 }
 
 Tensor squeeze(const Tensor& a, int64_t dim, const Loc& loc) {
+  ProfileScope prof("squeeze");
   return reshape(a, a.data().squeeze(dim).shape(), loc);
 }
 
@@ -74,6 +81,7 @@ struct ContiguousBackward : Node {
   std::vector<Array> backward(const Array& g) override { return {g}; }
 };
 Tensor contiguous(const Tensor& a, const Loc& loc) {
+  ProfileScope prof("contiguous");
   if (a.data().is_contiguous()) return a;
   return record<ContiguousBackward>(a.data().contiguous(), {&a}, loc, [](ContiguousBackward&) {});
 }
@@ -92,6 +100,7 @@ struct ConcatBackward : Node {  // each input gets its own window of the gradien
   }
 };
 Tensor concat(const std::vector<Tensor>& parts, int64_t dim, const Loc& loc) {
+  ProfileScope prof("concat");
   check(!parts.empty(), "concat: expected at least one tensor");
   std::vector<Array> arrays;
   for (const Tensor& t : parts) arrays.push_back(t.data());
@@ -108,6 +117,7 @@ Tensor concat(const std::vector<Tensor>& parts, int64_t dim, const Loc& loc) {
 }
 
 std::vector<Tensor> split(const Tensor& a, const std::vector<int64_t>& sizes, int64_t dim, const Loc& loc) {
+  ProfileScope prof("split");
   int64_t d = wrap_dim(dim, a.ndim(), "split");
   int64_t total = 0;
   for (int64_t s : sizes) {

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "autograd/profile.h"
 #include "models/distributed.h"
 #include "models/safetensors.h"
 
@@ -61,6 +62,7 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
   check(o.lr > 0 && std::isfinite(o.lr), "train: --lr must be a positive number, got ", o.lr);
   check(!o.resume || !o.out_dir.empty(), "train: --resume needs --out (the run directory to continue)");
   TrainResult res;
+  if (o.profile) set_profile_enabled(true);
   // Data-parallel (models/distributed.h): with N ranks, --batch is per rank and a step sees N x batch examples;
   // every rank reads the checkpoint it resumes from, only rank 0 writes files and prints.
   const int world = o.data_parallel ? dist::size() : 1;
@@ -130,6 +132,7 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
     if (writer) metrics << j.dump() << "\n" << std::flush;
   };
   auto evaluate = [&] {
+    ProfilePause pause;  // the profile is of training steps
     EvalResult e = data.evaluate(model, o.eval_examples);
     res.evals.emplace_back(step, e);
     log_json({{"step", step}, {"eval_loss", e.loss}, {"eval_ppl", e.perplexity()}, {"eval_acc", e.accuracy},
@@ -144,6 +147,7 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
   auto t0 = std::chrono::steady_clock::now();
   double window_loss = 0.0;
   int64_t window_n = 0;
+  const std::string opt_step_name = opt.name() + ".step";  // the profiler's row for the optimizer
   bool stop_all = false;  // data-parallel: a rank was asked to stop (every rank learns it in the step's allreduce)
   model.train();
   while (step < o.steps) {
@@ -151,12 +155,16 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
       res.interrupted = true;
       break;
     }
+    const auto step_start = std::chrono::steady_clock::now();
     opt.lr = schedule.lr(step);
     Array x, y;
-    data.train_batch(o.batch * world, data_rng, x, y);  // every rank draws the same global batch...
-    if (world > 1) {                                     // ...and keeps its own rows of it
-      x = dist::shard_rows(x, rank, world);
-      y = dist::shard_rows(y, rank, world);
+    {
+      ProfileScope prof("train_batch", ProfilePhase::Data);
+      data.train_batch(o.batch * world, data_rng, x, y);  // every rank draws the same global batch...
+      if (world > 1) {                                     // ...and keeps its own rows of it
+        x = dist::shard_rows(x, rank, world);
+        y = dist::shard_rows(y, rank, world);
+      }
     }
     double loss_value;
     {
@@ -177,8 +185,15 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
                                     o.out_dir + " is kept"
                               : "; no checkpoint of this run was saved before it (see --save-every)",
            o.anomaly ? "" : "; rerun with --anomaly to name the op");
-    if (o.clip > 0) clip_grad_norm(model.parameters(), o.clip);
-    opt.step();
+    {
+      ProfileScope prof("clip_grad_norm", ProfilePhase::Optimizer);
+      if (o.clip > 0) clip_grad_norm(model.parameters(), o.clip);
+    }
+    {
+      ProfileScope prof(opt_step_name.c_str(), ProfilePhase::Optimizer);
+      opt.step();
+    }
+    profile_add_step(std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count());
     ++step;
     res.losses.emplace_back(step, loss_value);
     window_loss += loss_value;

@@ -29,6 +29,7 @@ struct TrainOptions {
   int64_t stop_after = 0;      // > 0: stop (saving a checkpoint) after this many steps in this process
   uint64_t seed = 0;           // data order and dropout
   bool anomaly = false;        // stop at the first NaN/Inf naming the op
+  bool profile = false;        // time every op (autograd/profile.h); also on with QKVLAB_PROFILE=1
   bool verbose = true;         // progress on stderr
   std::string label;           // prefix of progress lines (e.g. the variant in a study)
   bool data_parallel = true;  // under mpirun (make MPI=1): batch is per rank, gradients averaged over the ranks

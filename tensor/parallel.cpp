@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -48,6 +49,17 @@ void set_num_threads(int n) {
   thread_setting() = n;
 #ifdef _OPENMP
   omp_set_num_threads(n);
+#endif
+}
+
+void prefer_passive_openmp_wait(char** argv) {
+#ifdef _OPENMP
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
+  if (::setenv("OMP_WAIT_POLICY", "PASSIVE", 0) != 0) return;
+  ::execv("/proc/self/exe", argv);  // returns only on failure: then run on as we are
+  ::unsetenv("OMP_WAIT_POLICY");
+#else
+  (void)argv;
 #endif
 }
 

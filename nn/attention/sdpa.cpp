@@ -2,13 +2,26 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 namespace qkvlab {
 
 Array causal_mask(int64_t T, int64_t S, DType dtype) {
+  // Built once per shape and kept: every attention layer of every step asks for the same few masks. The cache
+  // is per thread, so no lock; callers only read the mask.
+  struct Entry {
+    int64_t T, S;
+    DType dtype;
+    Array mask;
+  };
+  thread_local std::vector<Entry> cache;
+  for (const Entry& e : cache)
+    if (e.T == T && e.S == S && e.dtype == dtype) return e.mask;
   Array m = Array::zeros({T, S}, dtype);
   for (int64_t i = 0; i < T; ++i)
     for (int64_t j = i + (S - T) + 1; j < S; ++j) m.set({i, j}, 1.0);
+  if (cache.size() >= 64) cache.erase(cache.begin());  // decoding asks for one mask per length: keep it bounded
+  cache.push_back({T, S, dtype, m});
   return m;
 }
 
