@@ -12,3 +12,6 @@ set print object on
 set print pretty on
 # ASan reserves a lot of address space; these keep gdb quiet about it under `make debug`.
 set print thread-events off
+# qkvlab restarts itself once (exec) to set OpenMP's passive wait unless OMP_WAIT_POLICY is set (tensor/parallel.h);
+# setting it here keeps a debugging session in one process.
+set environment OMP_WAIT_POLICY=PASSIVE
