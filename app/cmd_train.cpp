@@ -36,10 +36,11 @@ void run(TrainArgs& a) {
     check(::stat(a.out.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "train --resume: no run directory ", a.out,
           " to continue; train without --resume first");
   }
+  // The model first: a model too large to allocate (or any other error) must not leave an empty run directory.
+  auto model = make_model(cfg, a.common.seed);
   make_dirs(a.out);
   opts.out_dir = a.out;
   opts.resume = a.resume;
-  auto model = make_model(cfg, a.common.seed);
   if (!a.common.json) {
     std::printf("training %s (%s) on %s: d_model %lld, %lld layers, %lld heads (%lld KV), %s parameters\n",
                 cfg.variant.id().c_str(), cfg.variant.paper_name().c_str(), data->name().c_str(),

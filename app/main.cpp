@@ -8,6 +8,22 @@
 #include "app/common.h"
 #include "tensor/error.h"
 
+namespace {
+// An error is one line on stderr, even when it quotes an argument with a newline or another control byte in it.
+std::string one_line(const char* message) {
+  std::string out;
+  for (const char* p = message; *p; ++p) {
+    const unsigned char c = static_cast<unsigned char>(*p);
+    if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else if (c == '\t') out += "\\t";
+    else if (c < 0x20 || c == 0x7f) out += "?";
+    else out += char(c);
+  }
+  return out;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{
       "qkvlab: a from-scratch tensor library and autograd engine for the paper \"Do Transformers Need Three "
@@ -34,8 +50,8 @@ int main(int argc, char** argv) {
         names += (names.empty() ? "" : ", ") + sub->get_name();
       }
       if (!known) {
-        std::fprintf(stderr, "qkvlab: error: unknown command '%s'; valid: %s (see qkvlab --help)\n", argv[1],
-                     names.c_str());
+        std::fprintf(stderr, "qkvlab: error: unknown command '%s'; valid: %s (see qkvlab --help)\n",
+                     one_line(argv[1]).c_str(), names.c_str());
         return 2;
       }
     }
@@ -53,13 +69,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // A subcommand's --help throws CallForHelp from inside; CLI11 knows which command asked.
     if (e.get_exit_code() == 0) return app.exit(e);
-    std::fprintf(stderr, "qkvlab: error: %s (see qkvlab --help)\n", e.what());
+    std::fprintf(stderr, "qkvlab: error: %s (see qkvlab --help)\n", one_line(e.what()).c_str());
     return 2;
   } catch (const qkvlab::Error& e) {
-    std::fprintf(stderr, "qkvlab: error: %s\n", e.what());
+    std::fprintf(stderr, "qkvlab: error: %s\n", one_line(e.what()).c_str());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "qkvlab: error: %s\n", e.what());
+    std::fprintf(stderr, "qkvlab: error: %s\n", one_line(e.what()).c_str());
     return 2;
   }
   return 0;
