@@ -307,7 +307,10 @@ CrossEntropyOut cross_entropy(const Array& logits, const Array& targets, int64_t
                               }
                               lse[off[1]] = static_cast<T>(l);
                               const int64_t tv = t[off[2]];
-                              if (tv != ignore_index) row_loss[off[1]] = l - static_cast<double>(xr[tv * sc]);
+                              // A fully masked row (all -inf) gives its target probability 0: loss +inf, not
+                              // -inf - (-inf) = NaN.
+                              if (tv != ignore_index)
+                                row_loss[off[1]] = l == -INFINITY ? INFINITY : l - static_cast<double>(xr[tv * sc]);
                             });
     double total = 0.0;
     const int64_t st = targets.strides()[0];
@@ -349,7 +352,11 @@ Array cross_entropy_backward(const Array& logits, const Array& targets, const Ar
                               const T* xr = x + off[0];
                               const T l = lp[off[1]];
                               T* orow = o + off[3];
-                              for (int64_t i = 0; i < c; ++i) orow[i] = std::exp(xr[i * sc] - l) * scale;
+                              // softmax - onehot; a fully masked row has softmax 0 (ops.h), not exp(-inf+inf)
+                              if (l == -std::numeric_limits<T>::infinity())
+                                for (int64_t i = 0; i < c; ++i) orow[i] = T(0);
+                              else
+                                for (int64_t i = 0; i < c; ++i) orow[i] = std::exp(xr[i * sc] - l) * scale;
                               orow[tv] -= scale;
                             });
     return out;
