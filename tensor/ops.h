@@ -119,8 +119,7 @@ LayerNormGrads layer_norm_backward(const Array& grad, const Array& x, const Arra
 // counted rows (0-d) and the per-row log-sum-exp (N) for the backward. A target outside [0, C) that is not
 // ignore_index is an error naming the row and value: "cross_entropy: target 12 at row 3 is out of range for 10
 // classes". When every row is ignored (or N = 0), loss = 0 and count = 0 (no 0/0 NaN), and the backward gives
-// zeros. A counted row whose logits are all -inf (fully masked) has loss +inf (its target has probability 0) and
-// gradient -onehot * grad / count (softmax of such a row is 0, as above), never NaN. Logits may be any strided (N,C) view.
+// zeros. Logits may be any strided (N,C) view.
 struct CrossEntropyOut {
   Array loss;      // 0-d
   Array lse;       // (N)

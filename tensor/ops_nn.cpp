@@ -279,6 +279,8 @@ void check_ce_args(const Array& logits, const Array& targets, int64_t ignore_ind
 }
 }  // namespace
 
+// A counted row whose logits are all -inf (fully masked) has loss +inf (its target has probability 0) and gradient
+// -onehot * grad / count (softmax of such a row is 0, see ops.h), never NaN.
 CrossEntropyOut cross_entropy(const Array& logits, const Array& targets, int64_t ignore_index) {
   const char* op = "cross_entropy";
   check_ce_args(logits, targets, ignore_index, op);
