@@ -11,7 +11,7 @@ CLANGXX      ?= clang++
 FUZZ_SECONDS ?= 60
 FUZZERS      := safetensors idx corpus variant
 ARCHER       ?= /usr/lib/llvm-14/lib/libarcher.so
-SAN_ENV      := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+SAN_ENV      := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 \
                 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 # Catch2 arguments for the sanitized suites ("~[slow]" skips the slowest cases).
 SAN_TEST_ARGS ?=

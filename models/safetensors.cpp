@@ -316,6 +316,7 @@ Safetensors parse_safetensors(const uint8_t* data, size_t size, const std::strin
       }
       continue;
     }
+    check(!name.empty(), where, "a tensor has an empty name (the writer refuses those too)");
     const std::string t = "tensor '" + name + "'";
     check(v.is_object(), where, t, ": expected an object {dtype, shape, data_offsets}, got ", v.type_name());
     check(v.contains("dtype") && v.contains("shape") && v.contains("data_offsets"), where, t,
