@@ -1,6 +1,6 @@
 // Bugs found while writing the fuzz harnesses (fuzz/: their round-trip checks) and by their runs, each kept as a
-// regression test. The bytes are written out here
-// rather than stored as files, so that each case says what is wrong with it.
+// regression test. The bytes are written out here rather than stored as files, so that each case says what is
+// wrong with it.
 #include <catch2/catch.hpp>
 
 #include <cstdint>
