@@ -1,10 +1,11 @@
 # Reliability suites (docs/RELIABILITY.md, mk/reliability.mk), sourced by .ci/run after the gcc release suite:
-#   sanitizers   the whole test suite under ASan + UBSan (clang -O1; the same objects carry libFuzzer coverage)
-#   fuzz-*       each libFuzzer harness for FUZZ_SECONDS from its seed corpus
+#   sanitizers   the test suite but its [slow] cases under ASan + UBSan (clang -O1; the objects carry libFuzzer
+#                coverage, so the same build links the fuzzers)
+#   fuzz-*       each libFuzzer harness for REL_FUZZ_SECONDS (60) from its seed corpus
 #   tsan         ThreadSanitizer (libomp + Archer): the threaded kernels' tests and 2-thread training runs
 #   noomp, noomp-same  make OPENMP=0: its tests, and a training run whose checkpoint must equal the OpenMP
 #                      build's at --threads 1, byte for byte
-# Measured on an idle 2-core machine: docs/RELIABILITY.md, "CI time".
+# Time: docs/RELIABILITY.md, "CI time".
 REL_CXX=clang++-14
 REL_FUZZ_SECONDS=${REL_FUZZ_SECONDS:-60}
 # allocator_may_return_null: a model too large for memory must give qkvlab's "out of memory" error, not ASan's.
@@ -30,7 +31,7 @@ apt-get install -y -qq --no-install-recommends clang-14 libclang-rt-14-dev libom
   || { echo "ci: apt-get install clang-14 failed"; FAILED=$((FAILED + 1)); }
 
 if rel_build asan MODE=asan CXX=$REL_CXX all fuzzers; then
-  run_suite sanitizers env "${REL_SAN_ENV[@]}" build/asan/qkvlab_tests
+  run_suite sanitizers env "${REL_SAN_ENV[@]}" build/asan/qkvlab_tests "~[slow]"  # as the gcc debug suite did
   for f in safetensors idx corpus variant; do
     rm -rf "build/asan/fuzz/work-$f" && mkdir -p "build/asan/fuzz/work-$f" && cp fuzz/corpus/$f/* "build/asan/fuzz/work-$f/"
     run_check "fuzz-$f" env "${REL_SAN_ENV[@]}" "build/asan/fuzz/fuzz_$f" -max_total_time="$REL_FUZZ_SECONDS" \
