@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "app/model_flags.h"
@@ -38,6 +39,8 @@ void run(TrainArgs& a) {
   }
   // The model first: a model too large to allocate (or any other error) must not leave an empty run directory.
   auto model = make_model(cfg, a.common.seed);
+  struct stat before;
+  const bool existed = ::stat(a.out.c_str(), &before) == 0;
   make_dirs(a.out);
   opts.out_dir = a.out;
   opts.resume = a.resume;
@@ -52,7 +55,19 @@ void run(TrainArgs& a) {
     std::fflush(stdout);
   }
   install_interrupt_handler();
-  TrainResult r = train_model(*model, *data, opts);
+  TrainResult r;
+  try {
+    r = train_model(*model, *data, opts);
+  } catch (const Error&) {
+    // Failed before its first logged step (e.g. a batch larger than the data): leave no empty run directory.
+    std::error_code ec;
+    const std::filesystem::path dir(a.out), metrics = dir / "metrics.jsonl";
+    if (!existed && std::filesystem::file_size(metrics, ec) == 0 && !ec) {
+      std::filesystem::remove(metrics, ec);
+      std::filesystem::remove(dir, ec);  // only if now empty
+    }
+    throw;
+  }
   nlohmann::ordered_json j{{"variant", cfg.variant.id()},
                            {"paper_name", cfg.variant.paper_name()},
                            {"task", cfg.task},
