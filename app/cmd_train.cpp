@@ -62,9 +62,9 @@ void run(TrainArgs& a) {
     // Failed before its first logged step (e.g. a batch larger than the data): leave no empty run directory.
     std::error_code ec;
     const std::filesystem::path dir(a.out), metrics = dir / "metrics.jsonl";
-    if (!existed && std::filesystem::file_size(metrics, ec) == 0 && !ec) {
-      std::filesystem::remove(metrics, ec);
-      std::filesystem::remove(dir, ec);  // only if now empty
+    if (!existed) {
+      if (std::filesystem::file_size(metrics, ec) == 0 && !ec) std::filesystem::remove(metrics, ec);
+      std::filesystem::remove(dir, ec);  // only if empty: a run with metrics or checkpoints keeps them
     }
     throw;
   }
