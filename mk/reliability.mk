@@ -38,6 +38,7 @@ test-asan:
 ifeq ($(MODE),asan)
 FUZZ_BINS := $(FUZZERS:%=$(BUILD)/fuzz/fuzz_%)
 fuzzers: $(FUZZ_BINS)
+.PRECIOUS: $(BUILD)/fuzz/%.o
 $(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/fuzz_%.o $(LIB)
 	$(CXX) $(LDFLAGS) -fsanitize=fuzzer $< $(LIB) $(LDLIBS) -o $@
 endif
@@ -49,11 +50,12 @@ fuzz:
 	@set -e; for f in $(FUZZERS); do \
 	  rm -rf build/asan/fuzz/work-$$f && mkdir -p build/asan/fuzz/work-$$f && \
 	  cp fuzz/corpus/$$f/* build/asan/fuzz/work-$$f/ && \
-	  echo "== fuzz $$f for $(FUZZ_SECONDS) s" && \
-	  env $(SAN_ENV) build/asan/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -rss_limit_mb=2048 \
-	    -print_final_stats=1 -artifact_prefix=build/asan/fuzz/crash-$$f- build/asan/fuzz/work-$$f \
-	    2>&1 | grep -E "^(#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==ERROR|SUMMARY)|Done [0-9]+ runs" ; \
-	  test $${PIPESTATUS[0]} -eq 0; \
+	  echo "== fuzz $$f for $(FUZZ_SECONDS) s (log: build/asan/fuzz/$$f.log)" && \
+	  rc=0 && env $(SAN_ENV) build/asan/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build/asan/fuzz/crash-$$f- \
+	    build/asan/fuzz/work-$$f >build/asan/fuzz/$$f.log 2>&1 || rc=$$?; \
+	  grep -E "^stat::number_of_executed_units|^SUMMARY|ERROR" build/asan/fuzz/$$f.log || true; \
+	  test $$rc -eq 0; \
 	done
 
 # ---- ThreadSanitizer ----
