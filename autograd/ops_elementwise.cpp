@@ -22,7 +22,8 @@ struct AddBackward : Node {
   std::vector<Array> backward(const Array& g) override { return {g, g}; }
 };
 Tensor add(const Tensor& a0, const Tensor& b0, const Loc& loc) {
-  auto [a, b] = broadcast_pair(a0, b0, "add", loc);
+  const auto ab = broadcast_pair(a0, b0, "add", loc);  // not a structured binding: clang 14 cannot capture one
+  const Tensor &a = ab.first, &b = ab.second;
   return record<AddBackward>(add(a.data(), b.data()), {&a, &b}, loc, [](AddBackward&) {});
 }
 
@@ -31,7 +32,8 @@ struct SubBackward : Node {
   std::vector<Array> backward(const Array& g) override { return {g, needs_grad(1) ? neg(g) : Array()}; }
 };
 Tensor sub(const Tensor& a0, const Tensor& b0, const Loc& loc) {
-  auto [a, b] = broadcast_pair(a0, b0, "sub", loc);
+  const auto ab = broadcast_pair(a0, b0, "sub", loc);  // not a structured binding: clang 14 cannot capture one
+  const Tensor &a = ab.first, &b = ab.second;
   return record<SubBackward>(sub(a.data(), b.data()), {&a, &b}, loc, [](SubBackward&) {});
 }
 
@@ -44,7 +46,8 @@ struct MulBackward : Node {
   void release_saved() override { a = b = Array(); }
 };
 Tensor mul(const Tensor& a0, const Tensor& b0, const Loc& loc) {
-  auto [a, b] = broadcast_pair(a0, b0, "mul", loc);
+  const auto ab = broadcast_pair(a0, b0, "mul", loc);  // not a structured binding: clang 14 cannot capture one
+  const Tensor &a = ab.first, &b = ab.second;
   return record<MulBackward>(mul(a.data(), b.data()), {&a, &b}, loc, [&](MulBackward& n) {
     if (b.requires_grad()) n.a = a.data();
     if (a.requires_grad()) n.b = b.data();
@@ -62,7 +65,8 @@ struct DivBackward : Node {
   void release_saved() override { a = b = Array(); }
 };
 Tensor div(const Tensor& a0, const Tensor& b0, const Loc& loc) {
-  auto [a, b] = broadcast_pair(a0, b0, "div", loc);
+  const auto ab = broadcast_pair(a0, b0, "div", loc);  // not a structured binding: clang 14 cannot capture one
+  const Tensor &a = ab.first, &b = ab.second;
   return record<DivBackward>(div(a.data(), b.data()), {&a, &b}, loc, [&](DivBackward& n) {
     n.a = a.data();
     n.b = b.data();
