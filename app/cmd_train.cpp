@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "app/model_flags.h"
@@ -38,10 +39,13 @@ void run(TrainArgs& a) {
     check(::stat(a.out.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "train --resume: no run directory ", a.out,
           " to continue; train without --resume first");
   }
+  // The model first: a model too large to allocate (or any other error) must not leave an empty run directory.
+  auto model = make_model(cfg, a.common.seed);
+  struct stat before;
+  const bool existed = ::stat(a.out.c_str(), &before) == 0;
   make_dirs(a.out);
   opts.out_dir = a.out;
   opts.resume = a.resume;
-  auto model = make_model(cfg, a.common.seed);
   const int ranks = dist::size();  // > 1 under mpirun (make MPI=1): only rank 0 prints
   const bool root = dist::rank() == 0;
   if (!a.common.json && root) {
@@ -58,7 +62,19 @@ void run(TrainArgs& a) {
     std::fflush(stdout);
   }
   install_interrupt_handler();
-  TrainResult r = train_model(*model, *data, opts);
+  TrainResult r;
+  try {
+    r = train_model(*model, *data, opts);
+  } catch (const Error&) {
+    // Failed before its first logged step (e.g. a batch larger than the data): leave no empty run directory.
+    std::error_code ec;
+    const std::filesystem::path dir(a.out), metrics = dir / "metrics.jsonl";
+    if (!existed) {
+      if (std::filesystem::file_size(metrics, ec) == 0 && !ec) std::filesystem::remove(metrics, ec);
+      std::filesystem::remove(dir, ec);  // only if empty: a run with metrics or checkpoints keeps them
+    }
+    throw;
+  }
   if (!root) {  // rank 0 reports for everyone
     if (r.interrupted) throw CLI::RuntimeError(130);
     return;

@@ -24,6 +24,7 @@ void add_common_flags(CLI::App* cmd, CommonFlags& flags) {
 
 void apply_common_flags(const CommonFlags& flags) {
   if (flags.threads > 0) set_num_threads(flags.threads);
+  (void)num_threads();  // a bad QKVLAB_THREADS is an error now, before anything is written
 }
 
 void make_dirs(const std::string& path) {

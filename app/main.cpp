@@ -20,6 +20,19 @@ std::string me() {
   int r = qkvlab::dist::rank();
   return r == 0 ? "qkvlab" : "qkvlab (rank " + std::to_string(r) + ")";
 }
+// An error is one line on stderr, even when it quotes an argument with a newline or another control byte in it.
+std::string one_line(const char* message) {
+  std::string out;
+  for (const char* p = message; *p; ++p) {
+    const unsigned char c = static_cast<unsigned char>(*p);
+    if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else if (c == '\t') out += "\\t";
+    else if (c < 0x20 || c == 0x7f) out += "?";
+    else out += char(c);
+  }
+  return out;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -58,8 +71,8 @@ int run(int argc, char** argv) {
         names += (names.empty() ? "" : ", ") + sub->get_name();
       }
       if (!known) {
-        std::fprintf(stderr, "qkvlab: error: unknown command '%s'; valid: %s (see qkvlab --help)\n", argv[1],
-                     names.c_str());
+        std::fprintf(stderr, "qkvlab: error: unknown command '%s'; valid: %s (see qkvlab --help)\n",
+                     one_line(argv[1]).c_str(), names.c_str());
         return 2;
       }
     }
@@ -82,13 +95,13 @@ int run(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // A subcommand's --help throws CallForHelp from inside; CLI11 knows which command asked.
     if (e.get_exit_code() == 0) return app.exit(e);
-    std::fprintf(stderr, "%s: error: %s (see qkvlab --help)\n", me().c_str(), e.what());
+    std::fprintf(stderr, "%s: error: %s (see qkvlab --help)\n", me().c_str(), one_line(e.what()).c_str());
     return 2;
   } catch (const qkvlab::Error& e) {
-    std::fprintf(stderr, "%s: error: %s\n", me().c_str(), e.what());
+    std::fprintf(stderr, "%s: error: %s\n", me().c_str(), one_line(e.what()).c_str());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: error: %s\n", me().c_str(), e.what());
+    std::fprintf(stderr, "%s: error: %s\n", me().c_str(), one_line(e.what()).c_str());
     return 2;
   }
   return 0;

@@ -1,6 +1,7 @@
 #include "app/model_flags.h"
 
 #include <csignal>
+#include <cstdint>
 
 namespace qkvlab::app {
 
@@ -96,6 +97,7 @@ ModelConfig build_config(const ModelFlags& f, const VariantSpec& variant, const 
   c.n_heads = f.heads > 0 ? f.heads : d.heads;
   c.pe_channels = f.pe_channels;
   c.ffn = f.ffn;
+  check(f.dropout >= 0 && f.dropout < 1, "--dropout must be in [0, 1), got ", f.dropout);
   c.dropout = f.dropout;
   data.configure(c);  // vocabulary, context / sequence length, classes
   c.resolve();
@@ -111,6 +113,8 @@ TrainOptions train_options(const TrainFlags& f, const ModelFlags& m, const TaskD
   if (f.epochs > 0) {
     check(m.task != "lm", "--epochs is for the synthetic tasks and fmnist; use --steps for lm");
     int64_t n = m.task == "fmnist" ? 60000 : m.train_size;
+    check(f.epochs <= INT64_MAX / std::max<int64_t>(n, 1), "--epochs ", f.epochs, " is too many (", n,
+          " examples each)");
     o.steps = std::max<int64_t>(1, f.epochs * n / o.batch);
   } else {
     o.steps = f.steps > 0 ? f.steps : d.steps;

@@ -131,14 +131,14 @@ bool any_requires_grad(const std::vector<const Tensor*>& inputs) {
   return false;
 }
 
-void check_forward_anomaly(const char* op, const Array& out, const std::source_location& loc) {
+void check_forward_anomaly(const char* op, const Array& out, const SourceLocation& loc) {
   if (out.dtype() == DType::I64 || all_finite(out)) return;
   fail("anomaly: ", op, " produced NaN or Inf in its forward output ", shape_str(out.shape()), " (called at ",
        loc.file_name(), ":", loc.line(), " in ", loc.function_name(), ")");
 }
 
 void attach(const std::shared_ptr<Node>& node, Tensor& out, const std::vector<const Tensor*>& inputs,
-            const std::source_location& loc) {
+            const SourceLocation& loc) {
   for (const Tensor* t : inputs) {
     bool present = t && t->defined();  // optional inputs (a LayerNorm without bias) may be undefined
     node->next.push_back(present ? edge_to(*t) : nullptr);

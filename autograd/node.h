@@ -10,7 +10,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
-#include <source_location>
+#include "autograd/source_location.h"
 #include <string>
 #include <vector>
 
@@ -34,7 +34,7 @@ struct Node {
   std::weak_ptr<TensorImpl> output;         // for hooks and retain_grad; weak, so no cycle
   bool released = false;                    // saved Arrays are gone: a second backward is an error
   uint64_t sequence = 0;                    // creation order
-  std::source_location created_at;              // where the op was called (for anomaly messages)
+  SourceLocation created_at;                // where the op was called (for anomaly messages)
   std::string backtrace;                    // in anomaly mode: the call stack at creation
 };
 
@@ -50,12 +50,12 @@ struct AccumulateGrad : Node {
 // When no input requires grad (or under NoGradGuard) no node is made and `save` is never called.
 std::shared_ptr<Node> edge_to(const Tensor& input);  // grad_fn, the leaf's accumulator, or null
 void attach(const std::shared_ptr<Node>& node, Tensor& out, const std::vector<const Tensor*>& inputs,
-            const std::source_location& loc);  // fills node bookkeeping and anomaly checks
+            const SourceLocation& loc);        // fills node bookkeeping and anomaly checks
 bool any_requires_grad(const std::vector<const Tensor*>& inputs);
-void check_forward_anomaly(const char* op, const Array& out, const std::source_location& loc);
+void check_forward_anomaly(const char* op, const Array& out, const SourceLocation& loc);
 
 template <class N, class Save>
-Tensor record(Array out, std::initializer_list<const Tensor*> inputs, const std::source_location& loc,
+Tensor record(Array out, std::initializer_list<const Tensor*> inputs, const SourceLocation& loc,
               Save&& save) {
   std::vector<const Tensor*> ins(inputs);
   Tensor result(std::move(out));

@@ -4,7 +4,7 @@
 // sees equal shapes. The last parameter records where the op was called, for anomaly messages; leave it out.
 #pragma once
 #include <cstdint>
-#include <source_location>
+#include "autograd/source_location.h"
 #include <vector>
 
 #include "autograd/tensor.h"
@@ -12,7 +12,7 @@
 
 namespace qkvlab {
 
-using Loc = std::source_location;
+using Loc = SourceLocation;
 #define QKVLAB_LOC const Loc& loc = Loc::current()
 
 // ---- elementwise ----

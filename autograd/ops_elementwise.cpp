@@ -23,7 +23,8 @@ struct AddBackward : Node {
 };
 Tensor add(const Tensor& a0, const Tensor& b0, const Loc& loc) {
   ProfileScope prof("add");
-  auto [a, b] = broadcast_pair(a0, b0, "add", loc);
+  const auto ab = broadcast_pair(a0, b0, "add", loc);  // not a structured binding: clang 14 cannot capture one
+  const Tensor &a = ab.first, &b = ab.second;
   return record<AddBackward>(add(a.data(), b.data()), {&a, &b}, loc, [](AddBackward&) {});
 }
 
@@ -33,7 +34,8 @@ struct SubBackward : Node {
 };
 Tensor sub(const Tensor& a0, const Tensor& b0, const Loc& loc) {
   ProfileScope prof("sub");
-  auto [a, b] = broadcast_pair(a0, b0, "sub", loc);
+  const auto ab = broadcast_pair(a0, b0, "sub", loc);  // not a structured binding: clang 14 cannot capture one
+  const Tensor &a = ab.first, &b = ab.second;
   return record<SubBackward>(sub(a.data(), b.data()), {&a, &b}, loc, [](SubBackward&) {});
 }
 
@@ -47,7 +49,8 @@ struct MulBackward : Node {
 };
 Tensor mul(const Tensor& a0, const Tensor& b0, const Loc& loc) {
   ProfileScope prof("mul");
-  auto [a, b] = broadcast_pair(a0, b0, "mul", loc);
+  const auto ab = broadcast_pair(a0, b0, "mul", loc);  // not a structured binding: clang 14 cannot capture one
+  const Tensor &a = ab.first, &b = ab.second;
   return record<MulBackward>(mul(a.data(), b.data()), {&a, &b}, loc, [&](MulBackward& n) {
     if (b.requires_grad()) n.a = a.data();
     if (a.requires_grad()) n.b = b.data();
@@ -66,7 +69,8 @@ struct DivBackward : Node {
 };
 Tensor div(const Tensor& a0, const Tensor& b0, const Loc& loc) {
   ProfileScope prof("div");
-  auto [a, b] = broadcast_pair(a0, b0, "div", loc);
+  const auto ab = broadcast_pair(a0, b0, "div", loc);  // not a structured binding: clang 14 cannot capture one
+  const Tensor &a = ab.first, &b = ab.second;
   return record<DivBackward>(div(a.data(), b.data()), {&a, &b}, loc, [&](DivBackward& n) {
     n.a = a.data();
     n.b = b.data();

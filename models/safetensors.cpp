@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <cstdlib>
@@ -130,6 +131,22 @@ std::string dir_of(const std::string& path) {
   return path.substr(0, slash);
 }
 
+// QKVLAB_FAULT_INJECT=kill-mid-write kills the first save of the process, kill-mid-write:N the N-th (so that a
+// test can let a run write a good checkpoint first and then crash while writing the next one).
+bool fault_injection_fires() {
+  const char* fault = std::getenv("QKVLAB_FAULT_INJECT");
+  if (fault == nullptr) return false;
+  const std::string f = fault, kill = "kill-mid-write";
+  if (f.rfind(kill, 0) != 0) return false;
+  long nth = 1;
+  if (f.size() > kill.size()) {
+    if (f[kill.size()] != ':') return false;
+    nth = std::strtol(f.c_str() + kill.size() + 1, nullptr, 10);
+  }
+  static std::atomic<long> saves{0};
+  return ++saves == nth;
+}
+
 }  // namespace
 
 const char* safetensors_dtype(DType t) {
@@ -167,8 +184,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   }
   const uint64_t data_bytes = entries.empty() ? 0 : entries.back().end;
 
-  const char* fault = std::getenv("QKVLAB_FAULT_INJECT");
-  const bool kill_mid_write = fault && std::string(fault) == "kill-mid-write";
+  const bool kill_mid_write = fault_injection_fires();
 
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -300,6 +316,7 @@ Safetensors parse_safetensors(const uint8_t* data, size_t size, const std::strin
       }
       continue;
     }
+    check(!name.empty(), where, "a tensor has an empty name (the writer refuses those too)");
     const std::string t = "tensor '" + name + "'";
     check(v.is_object(), where, t, ": expected an object {dtype, shape, data_offsets}, got ", v.type_name());
     check(v.contains("dtype") && v.contains("shape") && v.contains("data_offsets"), where, t,

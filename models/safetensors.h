@@ -15,7 +15,8 @@
 //
 // Fault injection (for the crash-safety tests): when the environment variable QKVLAB_FAULT_INJECT is
 // "kill-mid-write", save_safetensors writes the header and half of the data to the temporary file and then ends the
-// process with std::_Exit(77), as a crash would. The file at <path> is untouched; "<path>.tmp.<pid>" stays behind.
+// process with std::_Exit(77), as a crash would; "kill-mid-write:N" does so on the N-th save of the process (the
+// first N-1 complete normally). The file at <path> is untouched; "<path>.tmp.<pid>" stays behind.
 #pragma once
 #include <cstddef>
 #include <cstdint>

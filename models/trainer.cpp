@@ -21,6 +21,11 @@ namespace qkvlab {
 namespace {
 std::atomic<bool> g_stop{false};
 
+// A finite loss beyond this is divergence too. Every task's loss is a cross-entropy over at most 256 classes, which
+// starts near log(classes) <= 5.6; a mean of 1e4 nats means the weights have blown up (--lr 1e3 gets there in one
+// step, and with LayerNorm in every block the loss then stays huge but finite instead of turning into NaN).
+constexpr double kDivergedLoss = 1e4;
+
 std::string join(const std::string& dir, const std::string& f) { return dir + (dir.back() == '/' ? "" : "/") + f; }
 
 // Keeps the metrics lines up to `step` (a resumed run rewrites what came after its checkpoint).
@@ -178,13 +183,14 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
       stop_all = stop_requested();
       loss_value = dist::average_gradients(params, loss_value, stop_all);
     }
-    if (!std::isfinite(loss_value))
+    if (!std::isfinite(loss_value) || loss_value > kDivergedLoss)
       fail("training diverged: the loss is ", loss_value, " at step ", step + 1, " (lr ", opt.lr, ")",
+           std::isfinite(loss_value) ? ", above 10000: the weights have blown up (lower --lr)" : "",
            !files             ? std::string()
            : saved_step >= 0  ? "; the last good checkpoint (step " + std::to_string(saved_step) + ") in " +
                                     o.out_dir + " is kept"
                               : "; no checkpoint of this run was saved before it (see --save-every)",
-           o.anomaly ? "" : "; rerun with --anomaly to name the op");
+           o.anomaly || std::isfinite(loss_value) ? "" : "; rerun with --anomaly to name the op");
     {
       ProfileScope prof("clip_grad_norm", ProfilePhase::Optimizer);
       if (o.clip > 0) clip_grad_norm(model.parameters(), o.clip);

@@ -284,6 +284,8 @@ void check_ce_args(const Array& logits, const Array& targets, int64_t ignore_ind
 }
 }  // namespace
 
+// A counted row whose logits are all -inf (fully masked) has loss +inf (its target has probability 0) and gradient
+// -onehot * grad / count (softmax of such a row is 0, see ops.h), never NaN.
 CrossEntropyOut cross_entropy(const Array& logits, const Array& targets, int64_t ignore_index) {
   const char* op = "cross_entropy";
   check_ce_args(logits, targets, ignore_index, op);
@@ -321,7 +323,10 @@ CrossEntropyOut cross_entropy(const Array& logits, const Array& targets, int64_t
                               }
                               lse[off[1]] = static_cast<T>(l);
                               const int64_t tv = t[off[2]];
-                              if (tv != ignore_index) row_loss[off[1]] = l - static_cast<double>(xr[tv * sc]);
+                              // A fully masked row (all -inf) gives its target probability 0: loss +inf, not
+                              // -inf - (-inf) = NaN.
+                              if (tv != ignore_index)
+                                row_loss[off[1]] = l == -INFINITY ? INFINITY : l - static_cast<double>(xr[tv * sc]);
                             });
     double total = 0.0;
     const int64_t st = targets.strides()[0];
@@ -363,7 +368,10 @@ Array cross_entropy_backward(const Array& logits, const Array& targets, const Ar
                               const T* xr = x + off[0];
                               const T l = lp[off[1]];
                               T* orow = o + off[3];
-                              if (sc == 1) {  // the common case, vectorised
+                              // softmax - onehot; a fully masked row has softmax 0 (ops.h), not exp(-inf+inf)
+                              if (l == -std::numeric_limits<T>::infinity()) {
+                                for (int64_t i = 0; i < c; ++i) orow[i] = T(0);
+                              } else if (sc == 1) {  // the common case, vectorised
                                 for (int64_t i = 0; i < c; ++i) orow[i] = fastmath::exp(xr[i] - l) * scale;
                               } else {
                                 for (int64_t i = 0; i < c; ++i) orow[i] = fastmath::exp(xr[i * sc] - l) * scale;

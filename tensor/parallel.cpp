@@ -37,9 +37,11 @@ int& thread_setting() {
 }  // namespace
 
 int num_threads() {
+  const int n = thread_setting();  // also without OpenMP, so that a bad QKVLAB_THREADS is an error in every build
 #ifdef _OPENMP
-  return thread_setting();
+  return n;
 #else
+  (void)n;
   return 1;
 #endif
 }

@@ -15,8 +15,12 @@ std::string lower(std::string s) {
   return s;
 }
 
+// <cctype> functions take an unsigned char value: a plain char above 0x7f would be negative (undefined behaviour).
+bool is_digit(char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }
+bool is_space(char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; }
+
 bool parse_count(const std::string& s, int64_t& out) {
-  if (s.empty() || s.size() > 6 || !std::all_of(s.begin(), s.end(), ::isdigit)) return false;
+  if (s.empty() || s.size() > 6 || !std::all_of(s.begin(), s.end(), is_digit)) return false;
   out = std::stoll(s);
   return out >= 1;
 }
@@ -54,7 +58,7 @@ int64_t VariantSpec::cached_tensors() const {
 
 VariantSpec parse_variant(const std::string& name) {
   std::string s = name;
-  s.erase(std::remove_if(s.begin(), s.end(), ::isspace), s.end());
+  s.erase(std::remove_if(s.begin(), s.end(), is_space), s.end());
   VariantSpec spec;
   // "(X)+" and "X+" both mean: with the positional score bias.
   if (s.size() > 1 && s.back() == '+') {

@@ -1,0 +1,62 @@
+# Reliability suites (docs/RELIABILITY.md, mk/reliability.mk), sourced by .ci/run after the gcc release suite:
+#   sanitizers   the test suite but its [slow] cases under ASan + UBSan (clang -O1; the objects carry libFuzzer
+#                coverage, so the same build links the fuzzers)
+#   fuzz-*       each libFuzzer harness for REL_FUZZ_SECONDS (60) from its seed corpus
+#   tsan         ThreadSanitizer (libomp + Archer): the threaded kernels' tests and 2-thread training runs
+#   noomp, noomp-same  make OPENMP=0: its tests, and a training run whose checkpoint must equal the OpenMP
+#                      build's at --threads 1, byte for byte
+# Time: docs/RELIABILITY.md, "CI time".
+REL_CXX=clang++-14
+REL_FUZZ_SECONDS=${REL_FUZZ_SECONDS:-60}
+# allocator_may_return_null: a model too large for memory must give qkvlab's "out of memory" error, not ASan's.
+REL_SAN_ENV=(ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1
+             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1)
+
+rel_build() {  # name, make arguments...: one failed case when the build fails
+  local name=$1; shift
+  echo "== build ($name): make $*"
+  local start=$SECONDS
+  if make -j"$(nproc)" "$@" >"$LOG/build-$name.log" 2>&1; then
+    echo "== build ($name) took $((SECONDS - start)) s"
+    return 0
+  fi
+  tail -n 40 "$LOG/build-$name.log"
+  echo "ci: build ($name) FAILED"
+  FAILED=$((FAILED + 1))
+  return 1
+}
+
+echo "== reliability: packages (clang 14, its sanitizer runtimes, libomp with Archer)"
+apt-get install -y -qq --no-install-recommends clang-14 libclang-rt-14-dev libomp-14-dev >/dev/null \
+  || { echo "ci: apt-get install clang-14 failed"; FAILED=$((FAILED + 1)); }
+
+if rel_build asan MODE=asan CXX=$REL_CXX all fuzzers; then
+  run_suite sanitizers env "${REL_SAN_ENV[@]}" build/asan/qkvlab_tests "~[slow]"  # as the gcc debug suite did
+  for f in safetensors idx corpus variant; do
+    rm -rf "build/asan/fuzz/work-$f" && mkdir -p "build/asan/fuzz/work-$f" && cp fuzz/corpus/$f/* "build/asan/fuzz/work-$f/"
+    run_check "fuzz-$f" env "${REL_SAN_ENV[@]}" "build/asan/fuzz/fuzz_$f" -max_total_time="$REL_FUZZ_SECONDS" \
+      -max_len=4096 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="build/asan/fuzz/crash-$f-" \
+      "build/asan/fuzz/work-$f"
+    grep -E "^stat::number_of_executed_units" "$LOG/fuzz-$f.log" || true
+  done
+fi
+
+if rel_build tsan MODE=tsan CXX=$REL_CXX tsan-parts; then
+  REL_TSAN_ENV=(OMP_TOOL_LIBRARIES=/usr/lib/llvm-14/lib/libarcher.so
+                TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 QKVLAB_THREADS=2)
+  run_suite tsan env "${REL_TSAN_ENV[@]}" build/tsan/qkvlab_tsan_tests
+fi
+
+if rel_build noomp OPENMP=0 BUILD=build/noomp all; then
+  run_suite noomp build/noomp/qkvlab_tests "~[slow]"
+  rel_same_as_threaded() {
+    local flags=(train --task lm --data README.md --context 32 --d-model 32 --heads 4
+                 --layers 2 --batch 8 --steps 15 --seed 3 --threads 1)
+    rm -rf build/noomp/same build/noomp/same-omp
+    build/noomp/qkvlab "${flags[@]}" --out build/noomp/same >/dev/null 2>&1 || return 1
+    build/release/qkvlab "${flags[@]}" --out build/noomp/same-omp >/dev/null 2>&1 || return 1
+    cmp build/noomp/same/model.safetensors build/noomp/same-omp/model.safetensors &&
+      cmp build/noomp/same/optimizer.safetensors build/noomp/same-omp/optimizer.safetensors
+  }
+  run_check noomp-same rel_same_as_threaded
+fi
