@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "tests/test_util.h"
+#include "tests/cli_child.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -49,100 +50,26 @@ struct TempDir : testing::TempDir {
   TempDir() : testing::TempDir("cli") {}
 };
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
+// The child-process helpers are shared with tests/reliability (tests/cli_child.h).
+std::string slurp(const std::string& path) { return testing::slurp_file(path); }
+void write(const std::string& path, const std::string& bytes) { testing::write_file(path, bytes); }
+std::string qkvlab_binary() { return testing::qkvlab_program(); }
 // A bool, so that a failure prints one line rather than two files.
 bool files_equal(const std::string& a, const std::string& b) {
   std::string x = slurp(a), y = slurp(b);
   return !x.empty() && x == y;
 }
-void write(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(bytes.data(), std::streamsize(bytes.size()));
-}
-
-// The qkvlab binary of the same build as this test binary (build/release/ or build/debug/).
-std::string qkvlab_binary() {
-  std::error_code ec;
-  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  REQUIRE(!ec);
-  std::string bin = (self.parent_path() / "qkvlab").string();
-  INFO("expected the program at " << bin << " (make builds it)");
-  REQUIRE(::access(bin.c_str(), X_OK) == 0);
-  return bin;
-}
-
-// A child process: qkvlab with args, in directory cwd, stdout and stderr into files, one kernel thread.
-struct Child {
-  pid_t pid = -1;
-  std::string out_path, err_path;
-};
-
+using Child = testing::CliChild;
+using Result = testing::CliResult;
 Child spawn(const std::vector<std::string>& args, const std::string& cwd, const std::string& io_prefix) {
-  static const std::string bin = qkvlab_binary();
-  Child c;
-  c.out_path = io_prefix + ".out";
-  c.err_path = io_prefix + ".err";
-  // Everything the child needs is built before fork (only async-signal-safe calls after it).
-  std::vector<std::string> argv_s{bin};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_s;
-  for (char** e = environ; *e; ++e) {
-    std::string kv = *e;
-    if (kv.rfind("QKVLAB_THREADS=", 0) == 0 || kv.rfind("QKVLAB_FAULT_INJECT=", 0) == 0) continue;
-    env_s.push_back(kv);
-  }
-  env_s.push_back("QKVLAB_THREADS=1");
-  std::vector<char*> envp;
-  for (auto& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  int out = ::open(c.out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int err = ::open(c.err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  REQUIRE(out >= 0);
-  REQUIRE(err >= 0);
-  c.pid = ::fork();
-  REQUIRE(c.pid >= 0);
-  if (c.pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    signal(SIGINT, SIG_DFL);
-    if (::chdir(cwd.c_str()) != 0) _exit(126);
-    ::dup2(out, 1);
-    ::dup2(err, 2);
-    ::execve(bin.c_str(), argv.data(), envp.data());
-    _exit(127);
-  }
-  ::close(out);
-  ::close(err);
-  return c;
+  return testing::spawn_cli(args, cwd, io_prefix);
 }
-
-struct Result {
-  int status = -1;  // the exit status; -signal when killed by a signal
-  std::string out, err;
-};
-
-Result finish(const Child& c) {
-  int ws = 0;
-  REQUIRE(::waitpid(c.pid, &ws, 0) == c.pid);
-  Result r;
-  r.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : WIFSIGNALED(ws) ? -WTERMSIG(ws) : -1000;
-  r.out = slurp(c.out_path);
-  r.err = slurp(c.err_path);
-  return r;
-}
+Result finish(const Child& c) { return testing::finish_cli(c); }
 
 // Runs qkvlab to the end. The child's files live in `dir` (also its working directory: a default --out lands there).
 Result run_qkvlab(const std::vector<std::string>& args, const std::string& dir) {
   static int n = 0;
-  Result r = finish(spawn(args, dir, dir + "/io" + std::to_string(n++)));
-  return r;
+  return finish(spawn(args, dir, dir + "/io" + std::to_string(n++)));
 }
 
 std::string joined(const std::vector<std::string>& args) {

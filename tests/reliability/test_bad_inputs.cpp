@@ -3,7 +3,7 @@
 // behind (no run directory, no partial file). The cases of tests/app/test_cli.cpp are not repeated here.
 #include <catch2/catch.hpp>
 
-#include "tests/reliability/cli_child.h"
+#include "tests/cli_child.h"
 #include "tests/test_util.h"
 
 #include <sys/stat.h>

@@ -4,7 +4,7 @@
 // checkpoint, which loads.
 #include <catch2/catch.hpp>
 
-#include "tests/reliability/cli_child.h"
+#include "tests/cli_child.h"
 #include "tests/test_util.h"
 
 #include <filesystem>

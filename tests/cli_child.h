@@ -1,9 +1,10 @@
 // Runs the qkvlab program of this build (build/<mode>/qkvlab, beside the test binary) as a child process, for the
-// reliability tests: exit status, stdout, stderr, and one extra environment variable if asked (fault injection).
+// CLI tests: exit status, stdout, stderr, and one extra environment variable if asked (fault injection).
 #pragma once
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,13 +44,22 @@ inline std::string qkvlab_program() {
   return bin;
 }
 
-// qkvlab args..., run in `dir` (its stdout/stderr go to files there), one kernel thread unless the args say
-// otherwise, plus `extra_env` ("NAME=value") when given.
-inline CliResult run_cli(const std::vector<std::string>& args, const std::string& dir,
-                         const std::string& extra_env = "") {
+// A running qkvlab: its pid and the files its stdout and stderr go to.
+struct CliChild {
+  pid_t pid = -1;
+  std::string out_path, err_path;
+};
+
+// Starts qkvlab args... in `dir`, stdout/stderr into io_prefix.out/.err, one kernel thread unless `extra_env` sets
+// QKVLAB_THREADS, plus `extra_env` ("NAME=value") when given. The child starts with SIGINT at its default and no
+// signals blocked, so a test can interrupt it as a terminal would.
+inline CliChild spawn_cli(const std::vector<std::string>& args, const std::string& dir, const std::string& io_prefix,
+                          const std::string& extra_env = "") {
   static const std::string bin = qkvlab_program();
-  static int counter = 0;
-  const std::string io = dir + "/cli" + std::to_string(counter++);
+  CliChild c;
+  c.out_path = io_prefix + ".out";
+  c.err_path = io_prefix + ".err";
+  // Everything the child needs is built before fork (only async-signal-safe calls after it).
   std::vector<std::string> argv_s{bin};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -65,13 +75,17 @@ inline CliResult run_cli(const std::vector<std::string>& args, const std::string
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
-  int out = ::open((io + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int err = ::open((io + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int out = ::open(c.out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int err = ::open(c.err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   REQUIRE(out >= 0);
   REQUIRE(err >= 0);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
+  c.pid = ::fork();
+  REQUIRE(c.pid >= 0);
+  if (c.pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGINT, SIG_DFL);
     if (::chdir(dir.c_str()) != 0) _exit(126);
     ::dup2(out, 1);
     ::dup2(err, 2);
@@ -80,14 +94,28 @@ inline CliResult run_cli(const std::vector<std::string>& args, const std::string
   }
   ::close(out);
   ::close(err);
+  return c;
+}
+
+// Waits for the child and reads what it printed.
+inline CliResult finish_cli(const CliChild& c) {
   int ws = 0;
-  REQUIRE(::waitpid(pid, &ws, 0) == pid);
+  REQUIRE(::waitpid(c.pid, &ws, 0) == c.pid);
   CliResult r;
   r.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : WIFSIGNALED(ws) ? -WTERMSIG(ws) : -1000;
-  r.out = slurp_file(io + ".out");
-  r.err = slurp_file(io + ".err");
-  std::filesystem::remove(io + ".out");
-  std::filesystem::remove(io + ".err");
+  r.out = slurp_file(c.out_path);
+  r.err = slurp_file(c.err_path);
+  return r;
+}
+
+// qkvlab args..., run to the end in `dir`; its output files are removed afterwards.
+inline CliResult run_cli(const std::vector<std::string>& args, const std::string& dir,
+                         const std::string& extra_env = "") {
+  static int counter = 0;
+  CliChild c = spawn_cli(args, dir, dir + "/cli" + std::to_string(counter++), extra_env);
+  CliResult r = finish_cli(c);
+  std::filesystem::remove(c.out_path);
+  std::filesystem::remove(c.err_path);
   return r;
 }
 
