@@ -12,7 +12,8 @@ FUZZ_SECONDS ?= 60
 FUZZERS      := safetensors idx corpus variant
 ARCHER       ?= /usr/lib/llvm-14/lib/libarcher.so
 SAN_ENV      := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 \
-                UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+                UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+                LSAN_OPTIONS=suppressions=$(CURDIR)/.ci/lsan.supp
 # Catch2 arguments for the sanitized suites ("~[slow]" skips the slowest cases).
 SAN_TEST_ARGS ?=
 

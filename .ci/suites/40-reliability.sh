@@ -10,7 +10,8 @@ REL_CXX=clang++-14
 REL_FUZZ_SECONDS=${REL_FUZZ_SECONDS:-60}
 # allocator_may_return_null: a model too large for memory must give qkvlab's "out of memory" error, not ASan's.
 REL_SAN_ENV=(ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1
-             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1)
+             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+             LSAN_OPTIONS=suppressions=$PWD/.ci/lsan.supp)  # libomp's own exit-time blocks
 
 rel_build() {  # name, make arguments...: one failed case when the build fails
   local name=$1; shift
