@@ -72,7 +72,7 @@ $(BUILD)/qkvlab_tsan_tests: $(TSAN_TEST_SRC:%.cpp=$(BUILD)/%.o) $(LIB)
 tsan-parts: $(BUILD)/qkvlab_tsan_tests
 -include $(TSAN_TEST_SRC:%.cpp=$(BUILD)/%.d)
 endif
-TSAN_ENV := OMP_TOOL_LIBRARIES=$(ARCHER) TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 QKVLAB_THREADS=2
+TSAN_ENV := OMP_TOOL_LIBRARIES=$(ARCHER) TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1 QKVLAB_THREADS=2
 tsan-check:
 	$(MAKE) MODE=tsan CXX="$(CLANGXX)" tsan-parts
 	env $(TSAN_ENV) build/tsan/qkvlab_tsan_tests

@@ -44,7 +44,7 @@ fi
 
 if rel_build tsan MODE=tsan CXX=$REL_CXX tsan-parts; then
   REL_TSAN_ENV=(OMP_TOOL_LIBRARIES=/usr/lib/llvm-14/lib/libarcher.so
-                TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 QKVLAB_THREADS=2)
+                TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1 QKVLAB_THREADS=2)
   run_suite tsan env "${REL_TSAN_ENV[@]}" build/tsan/qkvlab_tsan_tests
 fi
 
