@@ -41,7 +41,7 @@ def cxx(source, output=None):
     """Compiles one C++ file against the library, with the flags of the Makefile's release build (-rdynamic:
     anomaly mode's call stacks show function names)."""
     output = output or pathlib.Path(source).stem
-    cmd = [os.environ.get("CXX", "g++"), "-std=c++20", "-O2", "-march=native", "-fopenmp", f"-I{ROOT}",
+    cmd = [*shlex.split(os.environ.get("CXX", "g++")), "-std=c++20", "-O2", "-march=native", "-fopenmp", f"-I{ROOT}",
            str(source), str(LIB), "-lz", "-lpthread", "-rdynamic", "-o", str(output)]
     print(" ".join(shlex.quote(c) for c in cmd).replace(str(ROOT), "$ROOT"))
     done = subprocess.run(cmd, capture_output=True, text=True)
