@@ -10,9 +10,18 @@
 #include <system_error>
 #include <vector>
 
+#include "tensor/parallel.h"
 #include "tensor/random.h"
 
 namespace qkvlab::testing {
+
+// Sets the kernels' thread count for the scope of a test and restores it after (results are promised equal only
+// for the same thread count).
+struct ThreadCount {
+  int saved = num_threads();
+  explicit ThreadCount(int n) { set_num_threads(n); }
+  ~ThreadCount() { set_num_threads(saved); }
+};
 
 // A fresh directory under /tmp (named after `tag`), removed with everything in it at the end of the test.
 struct TempDir {

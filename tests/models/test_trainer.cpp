@@ -38,10 +38,8 @@ struct TempDir : testing::TempDir {
 };
 
 // One kernel thread for the test's duration: results are only promised equal for the same thread count.
-struct OneThread {
-  int saved = num_threads();
-  OneThread() { set_num_threads(1); }
-  ~OneThread() { set_num_threads(saved); }
+struct OneThread : testing::ThreadCount {
+  OneThread() : testing::ThreadCount(1) {}
 };
 
 std::string slurp(const std::string& path) {

@@ -19,11 +19,7 @@
 using namespace qkvlab;
 
 namespace {
-struct Threads {
-  int saved = num_threads();
-  explicit Threads(int n) { set_num_threads(n); }
-  ~Threads() { set_num_threads(saved); }
-};
+using Threads = testing::ThreadCount;
 
 struct Outcome {
   std::vector<std::pair<int64_t, double>> losses;

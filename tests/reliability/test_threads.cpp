@@ -3,6 +3,8 @@
 // softmax and layer norm rows. Threads split the work but never reorder a sum, so results are bit-identical.
 #include <catch2/catch.hpp>
 
+#include "tests/test_util.h"
+
 #include <vector>
 
 #include "tensor/ops.h"
@@ -12,11 +14,7 @@
 using namespace qkvlab;
 
 namespace {
-struct Threads {
-  int saved = num_threads();
-  explicit Threads(int n) { set_num_threads(n); }
-  ~Threads() { set_num_threads(saved); }
-};
+using Threads = testing::ThreadCount;
 
 std::vector<std::vector<double>> kernels(int threads) {
   Threads t(threads);
