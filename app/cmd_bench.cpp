@@ -421,6 +421,7 @@ void run_train(TrainArgs a) {
     const ModelConfig cfg = bench_model(presets[0], variants[0]);
     const TrainCell c = train_cell(cfg, a.batch, a.warmup, a.steps > 0 ? a.steps : default_steps(presets[0], a.quick));
     ordered_json j{{"step_s", c.step_s}, {"tokens", c.tokens}, {"params", c.params}, {"peak_rss_mb", peak_rss_mb()},
+                   {"tensor_peak_mb", double(Storage::peak_bytes()) / (1 << 20)},
                    {"loss_first", c.first_loss}, {"loss_last", c.last_loss}};
     std::printf("RESULT %s\n", j.dump().c_str());
     return;

@@ -28,6 +28,7 @@ namespace qkvlab {
 namespace {
 std::atomic<int64_t> g_live_storages{0};
 std::atomic<int64_t> g_live_bytes{0};
+std::atomic<int64_t> g_peak_bytes{0};
 
 // Keep freed blocks in the process. glibc hands every block over 128 KiB back to the kernel when it is freed, so
 // each op paid again for the page faults of its output (a fault per 4 KiB on first touch): a (2176x64)@(64x256)
@@ -62,7 +63,10 @@ Storage::Storage(size_t bytes) : bytes_(bytes) {
     if (!data_) fail("out of memory: could not allocate ", bytes, " bytes");
   }
   g_live_storages++;
-  g_live_bytes += static_cast<int64_t>(bytes);
+  const int64_t live = g_live_bytes += static_cast<int64_t>(bytes);
+  int64_t peak = g_peak_bytes.load(std::memory_order_relaxed);
+  while (live > peak && !g_peak_bytes.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
+  }
 }
 
 Storage::~Storage() {
@@ -73,6 +77,8 @@ Storage::~Storage() {
 
 int64_t Storage::live_count() { return g_live_storages.load(); }
 int64_t Storage::live_bytes() { return g_live_bytes.load(); }
+int64_t Storage::peak_bytes() { return g_peak_bytes.load(); }
+void Storage::reset_peak() { g_peak_bytes = g_live_bytes.load(); }
 
 // ---------------------------------------------------------------- creation
 

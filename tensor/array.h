@@ -31,6 +31,8 @@ class Storage {
   size_t bytes() const { return bytes_; }
   static int64_t live_count();  // Storages alive now (for leak tests)
   static int64_t live_bytes();
+  static int64_t peak_bytes();  // the most bytes alive at once since the start or the last reset_peak()
+  static void reset_peak();
 
  private:
   void* data_;
