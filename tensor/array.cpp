@@ -1,9 +1,6 @@
 #include "tensor/array.h"
 
 #include <algorithm>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -14,10 +11,7 @@
 #include <ostream>
 #include <sstream>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
+#include "tensor/allocator.h"
 #include "tensor/iter.h"
 #include "tensor/parallel.h"
 
@@ -29,39 +23,10 @@ namespace {
 std::atomic<int64_t> g_live_storages{0};
 std::atomic<int64_t> g_live_bytes{0};
 std::atomic<int64_t> g_peak_bytes{0};
-
-// Keep freed blocks in the process. glibc hands every block over 128 KiB back to the kernel when it is freed, so
-// each op paid again for the page faults of its output (a fault per 4 KiB on first touch): a (2176x64)@(64x256)
-// product took 7.6 ms, 0.4 ms with the memory kept, and a ViT training step ran 2-3x slower. Peak memory is
-// unchanged; the process just keeps what it has used for reuse.
-#if defined(__GLIBC__)
-const bool g_malloc_tuned = [] {
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);  // blocks up to 256 MiB come from the heap, not from fresh mmaps
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);    // and the heap is not trimmed back after every free
-  return true;
-}();
-#endif
 }  // namespace
 
 Storage::Storage(size_t bytes) : bytes_(bytes) {
-  size_t rounded = (bytes + 63) / 64 * 64;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  // Big blocks: 2 MB aligned and marked for transparent huge pages. Touching fresh memory page by page costs a
-  // fault per 4 KB page; for a 32 MB activation that was ~140 ms against ~3 ms with huge pages (Linux with
-  // THP in "madvise" mode, the common default). Memory use is the same: only touched pages are backed.
-  constexpr size_t kHuge = size_t{2} << 20;
-  if (bytes >= 2 * kHuge) {
-    void* p = nullptr;
-    if (posix_memalign(&p, kHuge, rounded) != 0) p = nullptr;
-    if (!p) fail("out of memory: could not allocate ", bytes, " bytes");
-    madvise(p, rounded / kHuge * kHuge, MADV_HUGEPAGE);  // a hint: failure is harmless
-    data_ = p;
-  } else
-#endif
-  {
-    data_ = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
-    if (!data_) fail("out of memory: could not allocate ", bytes, " bytes");
-  }
+  data_ = allocate_block(bytes);  // tensor/allocator.h: malloc for small blocks, a reusing page pool for big ones
   g_live_storages++;
   const int64_t live = g_live_bytes += static_cast<int64_t>(bytes);
   int64_t peak = g_peak_bytes.load(std::memory_order_relaxed);
@@ -70,7 +35,7 @@ Storage::Storage(size_t bytes) : bytes_(bytes) {
 }
 
 Storage::~Storage() {
-  std::free(data_);
+  free_block(data_, bytes_);
   g_live_storages--;
   g_live_bytes -= static_cast<int64_t>(bytes_);
 }

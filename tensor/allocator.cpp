@@ -1,0 +1,164 @@
+#include "tensor/allocator.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <iterator>
+#include <map>
+#include <mutex>
+
+#include "tensor/error.h"
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#define QKVLAB_BLOCK_POOL 1
+#endif
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+namespace qkvlab {
+
+namespace {
+constexpr size_t kBig = size_t{1} << 20;   // from here on, blocks come from the pool
+constexpr size_t kHuge = size_t{2} << 20;  // a transparent huge page
+constexpr size_t kPage = 4096;
+
+void* small_alloc(size_t bytes) {
+  size_t r = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, r == 0 ? 64 : r);
+  if (!p) fail("out of memory: could not allocate ", bytes, " bytes");
+  return p;
+}
+
+#if QKVLAB_BLOCK_POOL
+#if defined(__GLIBC__)
+// The small blocks stay in malloc's heap: without this glibc maps every block over 128 KiB afresh and unmaps it
+// on free, and each op that makes a 200 KiB output pays its page faults again.
+const bool g_malloc_tuned = [] {
+  mallopt(M_MMAP_THRESHOLD, int(kBig));
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  return true;
+}();
+#endif
+
+// The size a request occupies in the pool. Blocks of 8 MiB and more are whole huge pages (under 2 MiB wasted on
+// a block of 8 or more, nothing for the activations of the GPT presets, whose sizes are multiples of 2 MiB).
+size_t pool_size(size_t bytes) {
+  if (bytes >= 4 * kHuge) return (bytes + kHuge - 1) / kHuge * kHuge;
+  return (bytes + kPage - 1) / kPage * kPage;
+}
+
+void* map_block(size_t size) {
+  const bool huge = size >= kHuge;
+  const size_t len = huge ? size + kHuge : size;  // room to cut out a 2 MiB aligned start
+  void* m = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return nullptr;
+  if (!huge) return m;
+  const uintptr_t start = reinterpret_cast<uintptr_t>(m);
+  const uintptr_t aligned = (start + kHuge - 1) / kHuge * kHuge;
+  if (aligned > start) munmap(m, aligned - start);                      // the unaligned head
+  const uintptr_t end = aligned + size;
+  if (start + len > end) munmap(reinterpret_cast<void*>(end), start + len - end);  // and the tail
+  void* p = reinterpret_cast<void*>(aligned);
+  madvise(p, size / kHuge * kHuge, MADV_HUGEPAGE);  // a hint: failure only costs speed
+  return p;
+}
+
+struct Pool {
+  std::mutex mu;
+  std::multimap<size_t, void*> cached;  // pool size -> a free block of that size
+  AllocatorStats st;
+  int64_t live = 0;                     // big-block bytes in use
+
+  void unmap(std::multimap<size_t, void*>::iterator it) {
+    munmap(it->second, it->first);
+    st.mapped_bytes -= int64_t(it->first);
+    st.cached_bytes -= int64_t(it->first);
+    st.unmapped++;
+    cached.erase(it);
+  }
+  // Unmap cached blocks until `size` more bytes fit under the high-water mark: the smallest block that makes
+  // enough room on its own, else the largest, again.
+  void make_room(size_t size) {
+    while (!cached.empty() && st.mapped_bytes + int64_t(size) > st.high_water) {
+      const size_t need = size_t(st.mapped_bytes + int64_t(size) - st.high_water);
+      auto it = cached.lower_bound(need);
+      unmap(it != cached.end() ? it : std::prev(cached.end()));
+    }
+  }
+};
+
+Pool& pool() {
+  static Pool* p = new Pool;  // never destroyed: static Arrays may be freed after this file's statics
+  return *p;
+}
+#endif
+}  // namespace
+
+void* allocate_block(size_t bytes) {
+#if QKVLAB_BLOCK_POOL
+  if (bytes >= kBig) {
+    const size_t size = pool_size(bytes);
+    Pool& P = pool();
+    std::lock_guard<std::mutex> lock(P.mu);
+    auto hit = P.cached.find(size);
+    if (hit != P.cached.end()) {
+      void* p = hit->second;
+      P.cached.erase(hit);
+      P.st.cached_bytes -= int64_t(size);
+      P.st.hits++;
+      P.live += int64_t(size);
+      return p;
+    }
+    P.st.high_water = std::max(P.st.high_water, P.live + int64_t(size));
+    P.make_room(size);
+    void* p = map_block(size);
+    if (!p) {  // the kernel said no: give back everything cached and try once more
+      while (!P.cached.empty()) P.unmap(P.cached.begin());
+      p = map_block(size);
+      if (!p) fail("out of memory: could not allocate ", bytes, " bytes");
+    }
+    P.st.mapped_bytes += int64_t(size);
+    P.st.misses++;
+    P.live += int64_t(size);
+    return p;
+  }
+#endif
+  return small_alloc(bytes);
+}
+
+void free_block(void* p, size_t bytes) noexcept {
+  if (!p) return;
+#if QKVLAB_BLOCK_POOL
+  if (bytes >= kBig) {
+    const size_t size = pool_size(bytes);
+    Pool& P = pool();
+    std::lock_guard<std::mutex> lock(P.mu);
+    P.live -= int64_t(size);
+    P.cached.emplace(size, p);
+    P.st.cached_bytes += int64_t(size);
+    return;
+  }
+#endif
+  std::free(p);
+}
+
+AllocatorStats allocator_stats() {
+#if QKVLAB_BLOCK_POOL
+  Pool& P = pool();
+  std::lock_guard<std::mutex> lock(P.mu);
+  return P.st;
+#else
+  return {};
+#endif
+}
+
+void release_cached_blocks() {
+#if QKVLAB_BLOCK_POOL
+  Pool& P = pool();
+  std::lock_guard<std::mutex> lock(P.mu);
+  while (!P.cached.empty()) P.unmap(P.cached.begin());
+#endif
+}
+
+}  // namespace qkvlab
