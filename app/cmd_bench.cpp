@@ -339,7 +339,7 @@ struct TrainArgs {
   std::string presets = "tiny,small", variants = "qkv,kv,single", torch;
   int repeats = 3, steps = 0, warmup = 2;
   int64_t batch = 32;
-  bool quick = false, worker = false;
+  bool quick = false, worker = false, recompute = false;
 };
 
 // One (preset, variant) at the current thread count in this process: median step seconds, loss first/last.
@@ -357,8 +357,9 @@ ModelConfig bench_model(const std::string& preset, const std::string& variant) {
   return cfg;
 }
 
-TrainCell train_cell(const ModelConfig& cfg, int64_t batch, int warmup, int steps) {
+TrainCell train_cell(const ModelConfig& cfg, int64_t batch, int warmup, int steps, bool recompute) {
   GPT model(cfg, 1234);
+  model.set_recompute(recompute);
   AdamW opt(make_param_groups(model, 0.01), 1e-3);
   Generator gen(42);
   std::vector<Array> xs, ys;
@@ -419,7 +420,8 @@ void run_train(TrainArgs a) {
     for (const auto& v : variants) bench_model(p, v);  // bad names fail here, before any work
   if (a.worker) {  // one row in this process: the parent reads the RESULT line
     const ModelConfig cfg = bench_model(presets[0], variants[0]);
-    const TrainCell c = train_cell(cfg, a.batch, a.warmup, a.steps > 0 ? a.steps : default_steps(presets[0], a.quick));
+    const TrainCell c = train_cell(cfg, a.batch, a.warmup, a.steps > 0 ? a.steps : default_steps(presets[0], a.quick),
+                                   a.recompute);
     ordered_json j{{"step_s", c.step_s}, {"tokens", c.tokens}, {"params", c.params}, {"peak_rss_mb", peak_rss_mb()},
                    {"tensor_peak_mb", double(Storage::peak_bytes()) / (1 << 20)},
                    {"loss_first", c.first_loss}, {"loss_last", c.last_loss}};
@@ -450,7 +452,7 @@ void run_train(TrainArgs a) {
           const std::string out = run_child(quote(exe) + " bench train --worker --presets " + p + " --variants " + v +
                                                 " --threads " + std::to_string(t) + " --steps " + std::to_string(steps) +
                                                 " --warmup " + std::to_string(a.warmup) + " --batch " +
-                                                std::to_string(a.batch),
+                                                std::to_string(a.batch) + (a.recompute ? " --recompute" : ""),
                                             "a training row (" + p + ", " + v + ")");
           const auto at = out.rfind("RESULT ");
           check(at != std::string::npos, "bench train: the worker printed no result");
@@ -481,8 +483,12 @@ void run_train(TrainArgs a) {
     std::printf("%s\n", ordered_json{{"section", "train"}, {"repeats", a.repeats}, {"rows", rows}}.dump(2).c_str());
     return;
   }
-  print_title("train: GPT training tokens/s and peak RSS",
-              "batch " + std::to_string(a.batch) + ", AdamW, uniform random tokens (vocabulary 65); tokens/s from the "
+  const std::string how = a.recompute ? "ours recomputes each block's activations in backward instead of keeping "
+                                        "them (train --recompute, autograd/recompute.h); PyTorch keeps them; "
+                                      : "";
+  print_title(a.recompute ? "train: GPT training tokens/s and peak RSS, with --recompute"
+                          : "train: GPT training tokens/s and peak RSS",
+              how + "batch " + std::to_string(a.batch) + ", AdamW, uniform random tokens (vocabulary 65); tokens/s from the "
               "median step after " + std::to_string(a.warmup) + " warm-up steps; median [min-max] of " +
               std::to_string(a.repeats) + " processes (one per row and repeat, so peak RSS is the row's own); " +
               (have_ref ? "ratio = ours / PyTorch (torch_tinygpt.py, same thread count; 2 threads = 2 OpenMP x 2 "
@@ -636,7 +642,7 @@ void run_scaling(ScalingArgs a) {
       cfg.n_heads = a.heads;
       cfg.variant = parse_variant(v);
       cfg.resolve();
-      const TrainCell c = train_cell(cfg, a.batch, a.warmup, a.steps);
+      const TrainCell c = train_cell(cfg, a.batch, a.warmup, a.steps, false);
       ms[{i, v}] = 1e3 * stats(c.step_s).median;
       row.push_back(fixed(ms[{i, v}], 1));
       j["step_ms"][v] = ms[{i, v}];
@@ -716,6 +722,7 @@ void register_bench(CLI::App& app) {
   tc->add_option("--batch", t->batch, "sequences per step")->default_val(32);
   tc->add_option("--torch", t->torch, "command running ../shared/bench/torch_tinygpt.py, for the ratio column");
   tc->add_flag("--quick", t->quick, "1 repeat, fewer steps");
+  tc->add_flag("--recompute", t->recompute, "ours recomputes block activations in backward (train --recompute)");
   tc->add_flag("--worker", t->worker, "measure one row in this process (used by bench train itself)")
       ->group("");  // hidden
   add_common_flags(tc, t->common);

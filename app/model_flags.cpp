@@ -62,6 +62,8 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
   cmd->add_flag("--anomaly", f.anomaly, "stop at the first NaN/Inf and name the op that made it (slower)");
   cmd->add_flag("--profile", f.profile, "time every op, forward and backward, and print the table at the end "
                                         "(also QKVLAB_PROFILE=1)");
+  cmd->add_flag("--recompute", f.recompute, "keep only each block's input and recompute its activations in "
+                                            "backward: much less memory for about one more forward per step");
 }
 
 TaskOptions task_options(const ModelFlags& f, uint64_t seed) {
@@ -129,6 +131,7 @@ TrainOptions train_options(const TrainFlags& f, const ModelFlags& m, const TaskD
   o.save_every = f.save_every;
   o.anomaly = f.anomaly;
   o.profile = f.profile;
+  o.recompute = f.recompute;
   o.seed = seed;
   check(f.warmup >= 0 && f.warmup <= 1, "--warmup must be in [0, 1], got ", f.warmup);
   check(f.clip >= 0, "--clip must be >= 0, got ", f.clip);

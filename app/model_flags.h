@@ -26,6 +26,7 @@ struct TrainFlags {
   int64_t eval_every = 0, eval_examples = 0, save_every = 0;
   bool anomaly = false;
   bool profile = false;
+  bool recompute = false;
 };
 
 void add_model_flags(CLI::App* cmd, ModelFlags& f);

@@ -87,6 +87,15 @@ struct NoGradGuard {  // ops inside record no history: for evaluation and optimi
   bool prev_;
 };
 
+struct EnableGradGuard {  // the opposite: record even inside a NoGradGuard (checkpoint's recomputation)
+  EnableGradGuard();
+  ~EnableGradGuard();
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+ private:
+  bool prev_;
+};
+
 // Anomaly mode: every forward output and every backward gradient is checked for NaN/Inf; the first one stops
 // with an Error naming the op and where it was created. Also on when QKVLAB_ANOMALY=1.
 bool anomaly_enabled();

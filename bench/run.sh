@@ -65,7 +65,9 @@ section() {
     train)
       [ ${#TORCH[@]} -gt 0 ] || echo "PyTorch: not found (python3-torch and $SHARED/torch_tinygpt.py); our figures alone."
       echo
-      "$QKVLAB" bench train "${FLAGS[@]}" "${TORCH[@]}" ;;
+      "$QKVLAB" bench train "${FLAGS[@]}" "${TORCH[@]}"
+      # The memory goal: `small` again, keeping only each block's input (train --recompute).
+      "$QKVLAB" bench train --presets small "${FLAGS[@]}" "${TORCH[@]}" --recompute ;;
     decode)
       "$QKVLAB" bench decode "${FLAGS[@]}" ;;
     scaling)

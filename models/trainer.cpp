@@ -68,6 +68,7 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
   check(!o.resume || !o.out_dir.empty(), "train: --resume needs --out (the run directory to continue)");
   TrainResult res;
   if (o.profile) set_profile_enabled(true);
+  model.set_recompute(o.recompute);
   // Data-parallel (models/distributed.h): with N ranks, --batch is per rank and a step sees N x batch examples;
   // every rank reads the checkpoint it resumes from, only rank 0 writes files and prints.
   const int world = o.data_parallel ? dist::size() : 1;

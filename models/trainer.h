@@ -30,6 +30,7 @@ struct TrainOptions {
   uint64_t seed = 0;           // data order and dropout
   bool anomaly = false;        // stop at the first NaN/Inf naming the op
   bool profile = false;        // time every op (autograd/profile.h); also on with QKVLAB_PROFILE=1
+  bool recompute = false;      // recompute block activations in backward: less memory, ~1 more forward a step
   bool verbose = true;         // progress on stderr
   std::string label;           // prefix of progress lines (e.g. the variant in a study)
   bool data_parallel = true;  // under mpirun (make MPI=1): batch is per rank, gradients averaged over the ranks

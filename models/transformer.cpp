@@ -1,5 +1,7 @@
 #include "models/transformer.h"
 
+#include "autograd/recompute.h"
+
 namespace qkvlab {
 
 Block::Block(const ModelConfig& cfg, Generator& gen)
@@ -28,8 +30,14 @@ void TransformerModel::build_blocks() {
 Tensor TransformerModel::run_blocks(Tensor x, KVCache* cache, std::vector<AttentionMaps>* maps) {
   if (cache && cache->layers.size() != blocks.size()) cache->layers.resize(blocks.size());
   if (maps) maps->assign(blocks.size(), AttentionMaps{});
-  for (size_t i = 0; i < blocks.size(); ++i)
-    x = blocks[i]->forward(x, cache ? &cache->layers[i] : nullptr, maps ? &(*maps)[i] : nullptr);  // (B,T,C)
+  const bool recompute = recompute_ && grad_enabled() && !cache && !maps;  // only a training forward
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    Block* block = blocks[i].get();
+    if (recompute)  // keeps only x; the block runs again when backward reaches it
+      x = recompute_in_backward([block](const std::vector<Tensor>& in) { return block->forward(in[0]); }, {x}, &gen_);
+    else
+      x = block->forward(x, cache ? &cache->layers[i] : nullptr, maps ? &(*maps)[i] : nullptr);  // (B,T,C)
+  }
   return x;
 }
 

@@ -32,11 +32,17 @@ class TransformerModel : public Module {
   std::vector<std::unique_ptr<Block>> blocks;
   // Runs the blocks over x (B,T,C); maps, when given, receives one AttentionMaps per layer.
   Tensor run_blocks(Tensor x, KVCache* cache, std::vector<AttentionMaps>* maps);
+  // Recompute each block's activations in backward instead of keeping them (autograd/recompute.h): a `small`
+  // GPT step keeps ~10 MB of block inputs instead of ~160 MB of activations, for one more forward of the blocks.
+  // Off by default; a run-time choice (train --recompute), not part of the config or the checkpoint.
+  void set_recompute(bool on) { recompute_ = on; }
+  bool recompute() const { return recompute_; }
 
  protected:
   void build_blocks();  // makes and registers blocks.0 .. blocks.{n_layers-1}
   ModelConfig cfg_;
   Generator gen_;
+  bool recompute_ = false;
 };
 
 struct GPT : TransformerModel {

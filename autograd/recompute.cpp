@@ -1,0 +1,71 @@
+#include "autograd/recompute.h"
+
+#include <optional>
+
+#include "autograd/node.h"
+
+namespace qkvlab {
+
+namespace {
+struct RecomputeBackward : Node {
+  RecomputeFn fn;
+  std::vector<Array> inputs;                      // the only thing kept from forward
+  std::optional<Generator::State> rng_state;      // the generator as forward found it
+  Generator* rng = nullptr;
+  const char* name() const override { return "RecomputeBackward"; }
+
+  std::vector<Array> backward(const Array& g) override {
+    // 1. Fresh leaves holding the saved inputs, so that the recomputed graph ends at them.
+    std::vector<Tensor> xs;
+    for (size_t i = 0; i < inputs.size(); ++i) xs.emplace_back(inputs[i], needs_grad(i));
+    // 2. Forward again, recording this time, with the random stream as the first forward drew it.
+    Tensor y;
+    {
+      EnableGradGuard record;
+      std::optional<Generator::State> after;
+      if (rng) after = rng->state(), rng->set_state(*rng_state);
+      y = fn(xs);
+      if (rng) rng->set_state(*after);
+    }
+    check(y.defined() && y.shape() == output_shape, "recompute_in_backward: the recomputed output has shape ",
+          y.defined() ? shape_str(y.shape()) : std::string("(undefined)"), ", the first forward gave ",
+          shape_str(output_shape), ": fn must compute the same thing both times");
+    // 3. Backward through it: parameters inside fn accumulate into their .grad, the inputs' gradients return.
+    if (y.requires_grad()) y.backward(g);
+    std::vector<Array> grads;
+    for (size_t i = 0; i < xs.size(); ++i) grads.push_back(needs_grad(i) ? xs[i].grad() : Array());
+    return grads;
+  }
+  void release_saved() override {
+    inputs.clear();
+    fn = nullptr;
+  }
+};
+}  // namespace
+
+Tensor recompute_in_backward(RecomputeFn fn, const std::vector<Tensor>& inputs, Generator* rng, const Loc& loc) {
+  check(static_cast<bool>(fn), "recompute_in_backward: no function given");
+  std::optional<Generator::State> before;
+  if (rng) before = rng->state();
+  Tensor y;
+  {
+    NoGradGuard no_graph;  // nothing inside fn is recorded, so nothing inside fn is kept
+    y = fn(inputs);
+  }
+  check(y.defined(), "recompute_in_backward: fn returned an undefined tensor");
+  std::vector<const Tensor*> ins;
+  for (const Tensor& t : inputs) ins.push_back(&t);
+  Tensor result(y.data());
+  if (!grad_enabled()) return result;
+  // Parameters inside fn need gradients even when no input does (the first block's input is an embedding
+  // output, which does; a recomputed function of constants only is the odd case): always record.
+  auto node = std::make_shared<RecomputeBackward>();
+  node->fn = std::move(fn);
+  for (const Tensor& t : inputs) node->inputs.push_back(t.data());
+  node->rng = rng;
+  node->rng_state = before;
+  attach(node, result, ins, loc);
+  return result;
+}
+
+}  // namespace qkvlab
