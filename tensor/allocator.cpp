@@ -8,9 +8,21 @@
 
 #include "tensor/error.h"
 
-#if defined(__linux__)
+// AddressSanitizer watches malloc, not mmap: in a sanitizer build every block comes from malloc, so that an
+// overflow or a leaked tensor is still reported.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#define QKVLAB_NO_BLOCK_POOL 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define QKVLAB_NO_BLOCK_POOL 1
+#endif
+#if defined(__linux__) && !defined(QKVLAB_NO_BLOCK_POOL)
 #include <sys/mman.h>
 #define QKVLAB_BLOCK_POOL 1
+#else
+#define QKVLAB_BLOCK_POOL 0
 #endif
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -142,6 +154,8 @@ void free_block(void* p, size_t bytes) noexcept {
 #endif
   std::free(p);
 }
+
+bool block_pool_enabled() { return QKVLAB_BLOCK_POOL; }
 
 AllocatorStats allocator_stats() {
 #if QKVLAB_BLOCK_POOL

@@ -30,6 +30,7 @@ struct AllocatorStats {
   int64_t hits = 0, misses = 0, unmapped = 0;  // requests served from the cache, newly mapped; blocks unmapped
 };
 AllocatorStats allocator_stats();
+bool block_pool_enabled();     // false off Linux and under AddressSanitizer: then every block comes from malloc
 void release_cached_blocks();  // unmap every cached block (the next big request maps afresh)
 
 }  // namespace qkvlab
