@@ -82,7 +82,7 @@ std::vector<std::string> gradcheck_op_names() {
           "pow",      "exp",       "log",         "sqrt",        "tanh",       "relu",       "gelu",
           "sum",      "mean",      "max",         "reshape",     "permute",    "transpose",  "slice",
           "expand",   "unsqueeze", "squeeze",     "concat",      "split",      "contiguous", "matmul",
-          "embedding", "softmax",  "log_softmax", "cross_entropy", "layer_norm", "dropout",  "masked_fill",
+          "linear",   "embedding", "softmax",  "log_softmax", "cross_entropy", "layer_norm", "dropout",  "masked_fill",
           "where"};
 }
 
@@ -197,6 +197,10 @@ std::vector<GradcheckCase> gradcheck_cases(uint64_t seed) {
   add_case("matmul", "1-D @ 1-D -> 0-d", {in.normal({5}), in.normal({5})}, [](X x) { return matmul(x[0], x[1]); });
   add_case("matmul", "a @ a^T (same tensor twice)", {in.normal({3, 4})},
            [](X x) { return matmul(x[0], transpose(x[0], 0, 1)); });
+  add_case("linear", "(2,3,4) @ w(5,4)^T + b(5)", {in.normal({2, 3, 4}), in.normal({5, 4}), in.normal({5})},
+           [](X x) { return linear(x[0], x[1], x[2]); });
+  add_case("linear", "no bias, strided input and weight", {in.transposed({4, 3}), in.transposed({4, 2})},
+           [](X x) { return linear(transpose(x[0], 0, 1), transpose(x[1], 0, 1), Tensor()); });
 
   // ---- neural-network ops ----
   {

@@ -103,4 +103,27 @@ Tensor matmul(const Tensor& a0, const Tensor& b0, const Loc& loc) {
   return out;
 }
 
+struct LinearBackward : Node {
+  Array x, w;  // input (..., in) and weight (out, in)
+  const char* name() const override { return "LinearBackward"; }
+  std::vector<Array> backward(const Array& g) override {  // g: (..., out)
+    const int64_t out_features = g.size(-1);
+    const Array g2 = g.reshape({-1, out_features});                                     // (rows, out)
+    Array gx, gw, gb;
+    if (needs_grad(0)) gx = matmul(g2, w).reshape(input_shapes[0]);                   // g @ w: (rows, in)
+    if (needs_grad(1)) gw = matmul(g2.mT(), x.reshape({-1, input_shapes[1][1]}));     // g^T @ x: (out, in)
+    if (needs_grad(2)) gb = sum(g2, {0});                                              // sum over rows: (out)
+    return {gx, gw, gb};
+  }
+  void release_saved() override { x = w = Array(); }
+};
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const Loc& loc) {
+  ProfileScope prof("linear");
+  Array out = linear(x.data(), w.data(), b.defined() ? b.data() : Array());
+  return record<LinearBackward>(out, {&x, &w, &b}, loc, [&](LinearBackward& n) {
+    if (w.requires_grad()) n.x = x.data();
+    if (x.requires_grad()) n.w = w.data();
+  });
+}
+
 }  // namespace qkvlab

@@ -16,8 +16,8 @@ Linear::Linear(int64_t in, int64_t out, Generator& gen, bool has_bias, double in
 Tensor Linear::forward(const Tensor& x) const {
   check(x.ndim() >= 1 && x.size(-1) == in_features, "Linear: expected input (..., ", in_features, "), got ",
         shape_str(x.shape()));
-  Tensor y = matmul(x, transpose(weight, 0, 1));  // (..., in) @ (in, out): the transpose is a view
-  return bias.defined() ? add(y, bias) : y;       // bias (out) broadcasts over (..., out)
+  // = add(matmul(x, transpose(weight, 0, 1)), bias): (..., in) @ (in, out) + (out), in one op (autograd/ops.h)
+  return linear(x, weight, bias);
 }
 
 std::string Linear::extra_repr() const {

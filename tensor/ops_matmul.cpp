@@ -6,9 +6,12 @@
 //   (..., M, K) @ (K,) -> (..., M)             a vector on the right is a K x 1 column, dropped from the result
 //
 // Operands are passed with the strides of their last two dims, so a transposed view (x.mT()) is read in place.
+#include <algorithm>
+
 #include "tensor/gemm.h"
 #include "tensor/ops.h"
 #include "tensor/ops_detail.h"
+#include "tensor/parallel.h"
 
 namespace qkvlab {
 
@@ -77,6 +80,39 @@ Array matmul(const Array& a_in, const Array& b_in) {
     }
     gemm_batched(nb, a_off.data(), b_off.data(), c_off.data(), M, N, K, ae.data<T>(), ae.strides()[r],
                  ae.strides()[r + 1], be.data<T>(), be.strides()[r], be.strides()[r + 1], out.data<T>(), N, false);
+    return out;
+  });
+}
+
+Array linear(const Array& x_in, const Array& w, const Array& b) {
+  const char* op = "linear";
+  detail::check_same_dtype(x_in, w, op);
+  check(w.ndim() == 2, op, ": the weight must be (out, in), got ", shape_str(w.shape()));
+  check(x_in.ndim() >= 1 && x_in.size(-1) == w.size(1), op, ": input ", shape_str(x_in.shape()),
+        " does not end in the weight's ", w.size(1), " inputs (weight ", shape_str(w.shape()), ")");
+  if (b.defined()) {
+    detail::check_same_dtype(x_in, b, op);
+    check(b.ndim() == 1 && b.size(0) == w.size(0), op, ": bias ", shape_str(b.shape()), " for ", w.size(0),
+          " outputs (weight ", shape_str(w.shape()), ")");
+  }
+  const int64_t in = w.size(1), out_features = w.size(0);
+  const Array x = x_in.contiguous();  // (..., in) as (rows, in); a copy only for a strided input
+  Shape out_shape = x.shape();
+  out_shape.back() = out_features;
+  const int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));  // every dim but the last
+  return dispatch_float(x.dtype(), op, [&](auto z) {
+    using T = decltype(z);
+    Array out = Array::empty(out_shape, x.dtype());
+    T* o = out.data<T>();
+    if (b.defined()) {  // every row starts as the bias; the product is added onto it
+      const Array bc = b.contiguous();
+      const T* bp = bc.data<T>();
+#pragma omp parallel for num_threads(num_threads()) schedule(static) if (rows * out_features > 2 * detail::kGrain)
+      for (int64_t r = 0; r < rows; ++r) std::copy(bp, bp + out_features, o + r * out_features);
+    }
+    // B(p, j) = w(j, p): the weight read transposed in place through its strides.
+    gemm(rows, out_features, in, x.data<T>(), in, 1, w.data<T>(), w.strides()[1], w.strides()[0], o, out_features,
+         /*accumulate=*/b.defined());
     return out;
   });
 }

@@ -121,3 +121,34 @@ TEST_CASE("matmul of transposed views equals matmul of their copies (attention s
   CHECK(max_abs_diff(s, matmul(q.contiguous(), k.contiguous())) < 1e-5);
   CHECK(ref_rel_diff(s, ref_matmul(q, k)) < 1e-5);
 }
+
+TEST_CASE("linear: x @ w^T + b in one pass equals matmul then add", "[ops][matmul]") {
+  Generator g(21);
+  for (DType dt : {DType::F32, DType::F64}) {
+    for (const Shape& xs : std::vector<Shape>{{7, 5}, {2, 3, 5}, {1, 5}, {0, 5}, {4, 1, 5}}) {
+      const Array x = Array::normal(xs, g).to(dt), w = Array::normal({6, 5}, g).to(dt), b = Array::normal({6}, g).to(dt);
+      const Array ref = add(matmul(x, w.mT()), b), got = linear(x, w, b);
+      REQUIRE(got.shape() == ref.shape());
+      const auto r = ref.to_vector(), o = got.to_vector();
+      for (size_t i = 0; i < r.size(); ++i) CHECK(o[i] == Approx(r[i]).margin(1e-5));
+      const auto nb = linear(x, w, Array()).to_vector(), mm = matmul(x, w.mT()).to_vector();  // no bias
+      for (size_t i = 0; i < mm.size(); ++i) CHECK(nb[i] == mm[i]);
+    }
+  }
+  // Strided operands are read as they are: a transposed input and a transposed weight.
+  const Array xt = Array::normal({5, 4}, g).mT(), wt = Array::normal({5, 3}, g).mT(), b = Array::normal({3}, g);
+  const auto r = add(matmul(xt, wt.mT()), b).to_vector(), o = linear(xt, wt, b).to_vector();
+  for (size_t i = 0; i < r.size(); ++i) CHECK(o[i] == Approx(r[i]).margin(1e-5));
+  // A weight with no inputs: the product is empty and every row is the bias.
+  const auto only_bias = linear(Array::zeros({2, 0}), Array::zeros({3, 0}), Array::full({3}, 1.5)).to_vector();
+  for (double v : only_bias) CHECK(v == 1.5);
+}
+
+TEST_CASE("linear: bad shapes and dtypes say what was expected", "[ops][matmul]") {
+  const Array x = Array::zeros({4, 3}), w = Array::zeros({2, 5}), b = Array::zeros({2});
+  CHECK_THROWS_WITH(linear(x, w, b), "linear: input (4,3) does not end in the weight's 5 inputs (weight (2,5))");
+  CHECK_THROWS_WITH(linear(x, Array::zeros({2, 3}), Array::zeros({3})),
+                    "linear: bias (3,) for 2 outputs (weight (2,3))");
+  CHECK_THROWS_WITH(linear(x, Array::zeros({3}), b), "linear: the weight must be (out, in), got (3,)");
+  CHECK_THROWS_WITH(linear(x, Array::zeros({2, 3}, DType::F64), b), Catch::Contains("linear"));
+}
