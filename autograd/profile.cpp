@@ -34,6 +34,8 @@ Store& store() {
 }
 
 thread_local int t_depth = 0;  // open scopes on this thread: only the outermost one records
+thread_local int64_t t_inner_ns = 0;  // total time of scopes recorded at depth 0 (see ProfileSplit)
+thread_local bool t_recompute = false;  // inside a ProfileSplit(true): forward scopes count as "recompute"
 }  // namespace
 
 std::atomic<bool> g_profile_on{env_on()};
@@ -44,6 +46,7 @@ const char* phase_name(ProfilePhase p) {
     case ProfilePhase::Backward: return "backward";
     case ProfilePhase::Optimizer: return "optimizer";
     case ProfilePhase::Data: return "data";
+    case ProfilePhase::Recompute: return "recompute";
   }
   return "?";
 }
@@ -60,15 +63,29 @@ void reset_profile() {
 
 void ProfileScope::start(const char* name, ProfilePhase phase) {
   name_ = name;
-  phase_ = phase;
+  phase_ = phase == ProfilePhase::Forward && t_recompute ? ProfilePhase::Recompute : phase;
   outermost_ = t_depth++ == 0;
-  if (outermost_) t0_ns_ = now_ns();
+  if (outermost_) {
+    t0_ns_ = now_ns();
+    inner0_ns_ = t_inner_ns;
+  }
+}
+
+ProfileSplit::ProfileSplit(bool recompute) : depth_(t_depth), recompute_(t_recompute) {
+  t_depth = 0;
+  t_recompute = recompute;
+}
+ProfileSplit::~ProfileSplit() {
+  t_depth = depth_;
+  t_recompute = recompute_;
 }
 
 void ProfileScope::stop() {
   --t_depth;
   if (!outermost_) return;
-  const double seconds = double(now_ns() - t0_ns_) * 1e-9;
+  const int64_t total = now_ns() - t0_ns_;
+  const double seconds = double(total - (t_inner_ns - inner0_ns_)) * 1e-9;  // less what split scopes recorded
+  t_inner_ns = inner0_ns_ + total;
   Store& s = store();
   std::lock_guard<std::mutex> lock(s.mu);
   ProfileRow& r = s.rows[{int(phase_), name_}];

@@ -17,8 +17,8 @@
 
 namespace qkvlab {
 
-enum class ProfilePhase { Forward, Backward, Optimizer, Data };
-const char* phase_name(ProfilePhase p);  // "forward", "backward", "optimizer", "data"
+enum class ProfilePhase { Forward, Backward, Optimizer, Data, Recompute };
+const char* phase_name(ProfilePhase p);  // "forward", "backward", "optimizer", "data", "recompute"
 
 extern std::atomic<bool> g_profile_on;  // starts as QKVLAB_PROFILE (set and not "0")
 inline bool profile_enabled() { return g_profile_on.load(std::memory_order_relaxed); }
@@ -43,6 +43,23 @@ class ProfileScope {
   ProfilePhase phase_ = ProfilePhase::Forward;
   bool outermost_ = false;
   int64_t t0_ns_ = 0;
+  int64_t inner0_ns_ = 0;  // time of scopes recorded under a ProfileSplit, when this one opened
+};
+
+// Scopes opened while a ProfileSplit lives record in their own rows even inside an open scope, and their time is
+// taken out of that scope's row. recompute_in_backward uses it: its node's backward runs a whole forward and
+// backward of a block, which then show as their ops ("matmul" in phase "recompute", "MatmulBackward"), not as one
+// "RecomputeBackward" row. With `recompute` set, forward ops inside it are counted in phase "recompute".
+class ProfileSplit {
+ public:
+  explicit ProfileSplit(bool recompute);
+  ~ProfileSplit();
+  ProfileSplit(const ProfileSplit&) = delete;
+  ProfileSplit& operator=(const ProfileSplit&) = delete;
+
+ private:
+  int depth_;
+  bool recompute_;
 };
 
 // Scopes opened while a ProfilePause lives record nothing (the trainer pauses during evaluation).

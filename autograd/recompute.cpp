@@ -15,6 +15,7 @@ struct RecomputeBackward : Node {
   const char* name() const override { return "RecomputeBackward"; }
 
   std::vector<Array> backward(const Array& g) override {
+    ProfileSplit split(/*recompute=*/true);  // the profile shows fn's own ops, not one row for all of this
     // 1. Fresh leaves holding the saved inputs, so that the recomputed graph ends at them.
     std::vector<Tensor> xs;
     for (size_t i = 0; i < inputs.size(); ++i) xs.emplace_back(inputs[i], needs_grad(i));

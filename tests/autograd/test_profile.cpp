@@ -4,6 +4,9 @@
 
 #include "autograd/ops.h"
 #include "autograd/profile.h"
+#include "autograd/recompute.h"
+
+#include <chrono>
 
 using namespace qkvlab;
 using Catch::Matchers::Contains;
@@ -85,4 +88,28 @@ TEST_CASE("profile: off or paused records nothing; steps give the shares their t
   CHECK(rep.total_seconds() == Approx(0.75));
   CHECK_THAT(profile_table(), Contains("2 training steps"));
   CHECK_THAT(profile_table(1), Contains("more ops)"));  // rows beyond the first folded into one line
+}
+
+TEST_CASE("profile: recompute_in_backward shows the recomputed ops, and no time is counted twice",
+          "[profile][recompute]") {
+  ProfileOn on;
+  Generator g(1);
+  Tensor w(Array::normal({256, 256}, g), true);
+  Tensor x(Array::normal({256, 256}, g), true);
+  auto block = [&](const std::vector<Tensor>& in) { return gelu(matmul(matmul(in[0], w), w)); };
+  const auto t0 = std::chrono::steady_clock::now();
+  Tensor y = sum(recompute_in_backward(block, {x}));
+  y.backward();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ProfileReport rep = profile_report();
+  CHECK(calls(rep, ProfilePhase::Forward, "matmul") == 2);      // the first forward (no graph recorded)
+  CHECK(calls(rep, ProfilePhase::Recompute, "matmul") == 2);    // the same ops again when backward reaches it
+  CHECK(calls(rep, ProfilePhase::Recompute, "gelu") == 1);
+  CHECK(calls(rep, ProfilePhase::Backward, "MatmulBackward") == 2);
+  CHECK(calls(rep, ProfilePhase::Backward, "GeluBackward") == 1);
+  CHECK(calls(rep, ProfilePhase::Backward, "RecomputeBackward") == 1);
+  // The recomputed ops' time is in their rows, not also in RecomputeBackward's: the rows add up to no more
+  // than the time that passed (with everything counted twice they would be about 1.7x).
+  CHECK(rep.timed_seconds() <= wall * 1.02);
+  CHECK_THAT(profile_table(), Contains("recompute"));
 }
