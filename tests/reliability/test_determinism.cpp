@@ -27,7 +27,7 @@ struct Outcome {
 };
 
 // A short LM run through the trainer API, as `qkvlab train --task lm` does it, with `threads` kernel threads.
-Outcome run(const std::string& corpus, const std::string& out, int threads) {
+Outcome run(const std::string& corpus, const std::string& out, int threads, bool recompute = false) {
   Threads t(threads);
   TaskOptions task;
   task.task = "lm";
@@ -52,6 +52,7 @@ Outcome run(const std::string& corpus, const std::string& out, int threads) {
   o.eval_examples = 16;
   o.verbose = false;
   o.out_dir = out;
+  o.recompute = recompute;
   Outcome r;
   r.losses = train_model(*model, *data, o).losses;
   auto slurp = [](const std::string& p) {
@@ -84,4 +85,17 @@ TEST_CASE("same seed and thread count: bit-identical losses and checkpoints; 1 v
     worst = std::max(worst, std::abs(one.losses[i].second - a.losses[i].second));
   INFO("max |loss(1 thread) - loss(" << threads << " threads)| over 25 steps: " << worst);
   CHECK(worst < 1e-4);
+}
+
+TEST_CASE("--recompute trains to byte-identical checkpoints: the same gradients, recomputed",
+          "[reliability][determinism][recompute]") {
+  testing::TempDir tmp("recompute");
+  const std::string corpus = tmp.file("corpus.txt");
+  std::ofstream(corpus) << testing::english_like_text(6000, 12);
+  Outcome plain = run(corpus, tmp.sub("plain"), 1), recomputed = run(corpus, tmp.sub("recompute"), 1, true);
+  REQUIRE(plain.losses.size() == 25);
+  CHECK(plain.losses == recomputed.losses);
+  CHECK(!plain.model_bytes.empty());
+  CHECK(plain.model_bytes == recomputed.model_bytes);
+  CHECK(plain.optimizer_bytes == recomputed.optimizer_bytes);
 }
