@@ -1,6 +1,8 @@
 #include "models/safetensors.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,6 +133,25 @@ std::string dir_of(const std::string& path) {
   return path.substr(0, slash);
 }
 
+// "<path>.tmp.<pid>" files left by writers that died mid-write (a crash, a kill -9): removed once this process has
+// saved <path>, so a run directory does not collect them. A temporary whose process is still alive is left alone.
+void remove_stale_temporaries(const std::string& path) {
+  const std::string dir = dir_of(path);
+  const std::string base = path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
+  const std::string prefix = base + ".tmp.";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string pid = name.substr(prefix.size());
+    if (pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
+    const pid_t p = pid_t(std::stol(pid));
+    if (p == ::getpid() || (::kill(p, 0) != 0 && errno == ESRCH)) ::unlink((dir + "/" + name).c_str());
+  }
+  ::closedir(d);
+}
+
 // QKVLAB_FAULT_INJECT=kill-mid-write kills the first save of the process, kill-mid-write:N the N-th (so that a
 // test can let a run write a good checkpoint first and then crash while writing the next one).
 bool fault_injection_fires() {
@@ -229,6 +250,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     ::fsync(dfd);  // some file systems refuse fsync on directories; the file itself is already safe
     ::close(dfd);
   }
+  remove_stale_temporaries(path);
 }
 
 // ---- reading ----

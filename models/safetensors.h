@@ -11,7 +11,8 @@
 // qkvlab reads and writes the dtypes it has: F32, F64 and I64.
 //
 // Writes are atomic: save_safetensors writes "<path>.tmp.<pid>", fsyncs it, renames it over <path> and fsyncs the
-// directory, so a crash leaves either the old file or the new one, never half of one.
+// directory, so a crash leaves either the old file or the new one, never half of one. (The crashed writer's
+// "<path>.tmp.<pid>" stays beside them until the next successful save of <path> removes it.)
 //
 // Fault injection (for the crash-safety tests): when the environment variable QKVLAB_FAULT_INJECT is
 // "kill-mid-write", save_safetensors writes the header and half of the data to the temporary file and then ends the

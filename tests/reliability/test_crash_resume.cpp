@@ -80,6 +80,8 @@ TEST_CASE("killed mid-checkpoint: the previous checkpoint is intact and --resume
   REQUIRE(resumed.status == 0);
   CHECK(slurp_file(dir + "/model.safetensors") == slurp_file(tmp.file("straight/model.safetensors")));
   CHECK(slurp_file(dir + "/optimizer.safetensors") == slurp_file(tmp.file("straight/optimizer.safetensors")));
+  // The crashed process's torn temporary is gone once the resumed run has saved the model again.
+  CHECK_FALSE(std::filesystem::exists(torn[0]));
   const auto a = losses(tmp.file("straight")), b = losses(dir);
   REQUIRE(a.size() >= 10);
   CHECK(a == b);  // the whole loss trajectory, from before and after the crash
