@@ -100,6 +100,19 @@ Array softmax(const Array& a, int64_t dim);
 Array log_softmax(const Array& a, int64_t dim);
 Array softmax_backward(const Array& y, const Array& grad, int64_t dim);      // y = softmax output
 Array log_softmax_backward(const Array& y, const Array& grad, int64_t dim);  // y = log_softmax output
+// The attention softmax, fused: scaled_causal_softmax(x, scale, causal) equals
+//   softmax(masked_fill(x * scale, causal ? causal_mask : 0, -inf), -1)
+// bit for bit, in one pass and without reading masked entries. x is (..., T, S): T queries, S keys (the last
+// dim); causal lets query i (0-based) see keys j <= i + (S - T), the query positions of a KV cache (S >= T).
+// Masked entries come out exactly 0. The edge cases are softmax's (above): a row whose visible scores are all -inf
+// (or that sees no key: T > S) is all 0; a NaN (or +inf) among the visible scores makes the whole row NaN. Any
+// strides (packed first); contiguous input is the fast path.
+// scaled_causal_softmax_backward(p, g, scale, causal) = scale * p * (g - sum_j g_j p_j), 0 on masked entries: the
+// chain's backward, bit for bit in float32 and to the last bit in float64 (where the chain's own row sum rounds
+// differently with the layout). p is the forward's output, all the backward needs. It reads neither p nor g at
+// masked entries, so a non-finite g there is ignored where the chain would spread 0 * inf = NaN over the row.
+Array scaled_causal_softmax(const Array& x, double scale, bool causal);
+Array scaled_causal_softmax_backward(const Array& p, const Array& grad, double scale, bool causal);
 
 // ---- layer norm over the last dim ----
 // Biased variance (as PyTorch). Statistics in double; the mean is computed shifted by the row's first element, so a

@@ -1,9 +1,13 @@
-// Neural-network kernels that work row by row: softmax / log_softmax and their backwards, layer norm and its
-// fused backward, cross-entropy and its backward.
+// Neural-network kernels that work row by row: softmax / log_softmax and their backwards, the attention softmax
+// (scale + causal mask + softmax in one pass) and its backward, layer norm and its fused backward, cross-entropy
+// and its backward.
 //
 // Each is a detail::for_each_row loop: one call per 1-D row along the normalised dim, with the row's element
 // offset in every operand (per-row outputs such as mean, rstd and lse ride along with stride 0 on that dim).
 // Rows may have any stride, so softmax over dim 0 of a transposed view needs no copy. Row sums are in double.
+// The attention softmax is the exception: it needs each row's query index for the mask, so it walks contiguous
+// (..., T, S) rows itself (for_each_attention_row) and packs a strided input first.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -122,6 +126,80 @@ Array softmax_backward_impl(const Array& y, const Array& grad, int64_t dim, cons
   });
 }
 
+// ---- the attention softmax: softmax(masked_fill(scale * x, causal mask, -inf)) in one pass over each row ----
+//
+// Rows are contiguous runs of S keys; row r is query i = r % T. A causal row sees its first `visible` keys
+// (visible_keys below); the rest are written as 0 and never read. Every step repeats the unfused chain's
+// arithmetic in the same order (x * T(scale) rounded to T, the max, exp(z - max), the same sum, times 1/sum),
+// so the result is bit for bit the chain's, and so is the backward's in float32 (in float64 its row sum may
+// round differently, see tensor/ops.h): tests/tensor/test_ops_nn.cpp checks both.
+
+// Keys query i of T may see among S: j <= i + (S - T), clamped to [0, S] (0 when T > S and i < T - S).
+inline int64_t visible_keys(bool causal, int64_t i, int64_t T, int64_t S) {
+  if (!causal) return S;
+  return std::clamp<int64_t>(i + (S - T) + 1, 0, S);
+}
+
+template <class T>
+void scaled_causal_softmax_row(const T* x, T* y, int64_t n, int64_t S, T scale) {
+  for (int64_t j = n; j < S; ++j) y[j] = T(0);  // masked: exactly 0 (and the zeros the float sum below reads)
+  if (n == 0) return;
+  for (int64_t j = 0; j < n; ++j) y[j] = x[j] * scale;  // as mul(x, scale): rounded to T
+  const T m = row_max(y, n, 1);
+  if (m == -std::numeric_limits<T>::infinity()) {  // every visible score is -inf: the row is all 0, as softmax
+    for (int64_t j = 0; j < n; ++j) y[j] = T(0);
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) y[j] = fastmath::exp(y[j] - m);
+  double s = 0.0;
+  if constexpr (std::is_same_v<T, float>) {
+    // softmax sums the whole row with 8 partial sums; the masked entries it adds are zeros. Summing up to the
+    // next multiple of 8 (those zeros included) puts every visible element in the same partial sum as there.
+    s = detail::sum_run(y, std::min<int64_t>(S, (n + 7) / 8 * 8), 1);
+  } else {
+    for (int64_t j = 0; j < n; ++j) s += y[j];
+  }
+  const T inv = static_cast<T>(1.0 / s);
+  for (int64_t j = 0; j < n; ++j) y[j] *= inv;
+  // A NaN (or +inf) among the visible scores makes the sum NaN; softmax then makes the whole row NaN, masked
+  // entries included (0 * NaN), and so do we.
+  if (inv != inv)
+    for (int64_t j = n; j < S; ++j) y[j] = inv;
+}
+
+// d x = scale * p * (g - sum_j g_j p_j) on the visible keys, 0 on the masked ones (neither p nor g read there).
+template <class T>
+void scaled_causal_softmax_backward_row(const T* p, const T* g, T* dx, int64_t n, int64_t S, T scale) {
+  double s = 0.0;  // in double, one running sum, as softmax_backward
+  for (int64_t j = 0; j < n; ++j) s += static_cast<double>(g[j]) * static_cast<double>(p[j]);
+  const T st = static_cast<T>(s);
+  // (p * (g - st)) rounded to T, then times scale: the chain's softmax_backward then mul(scalar) backward.
+  for (int64_t j = 0; j < n; ++j) {
+    const T d = p[j] * (g[j] - st);
+    dx[j] = d * scale;
+  }
+  for (int64_t j = n; j < S; ++j) dx[j] = T(0);
+}
+
+// Calls row(r, visible) for every row of a (..., T, S) array, rows in parallel (each row is written by one
+// thread only, and no row depends on the split: results are the same on any thread count).
+template <class Row>
+void for_each_attention_row(const Shape& shape, bool causal, Row&& row) {
+  const int64_t nd = static_cast<int64_t>(shape.size());
+  const int64_t S = shape[nd - 1], T = nd >= 2 ? shape[nd - 2] : 1;
+  const int64_t rows = S == 0 ? 0 : shape_numel(shape) / S;
+  const int64_t chunks = detail::chunk_count(rows, S * 4, rows);
+#pragma omp parallel for num_threads(num_threads()) schedule(static) if (chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int64_t r = rows * c / chunks; r < rows * (c + 1) / chunks; ++r) row(r, visible_keys(causal, r % T, T, S));
+}
+
+void check_attention_softmax_args(const Array& x, bool causal, const char* op) {
+  check_defined(x, op);
+  check(x.ndim() >= (causal ? 2 : 1), op, ": expected ", causal ? "(..., T, S) scores (at least 2 dims)" :
+        "at least 1 dim", ", got shape ", shape_str(x.shape()));
+}
+
 void check_vector_param(const Array& p, const Array& x, int64_t c, const char* op, const char* name) {
   if (!p.defined()) return;
   check(p.dtype() == x.dtype(), op, ": ", name, " is ", dtype_name(p.dtype()), " but x is ", dtype_name(x.dtype()));
@@ -148,6 +226,46 @@ Array softmax_backward(const Array& y, const Array& grad, int64_t dim) {
 }
 Array log_softmax_backward(const Array& y, const Array& grad, int64_t dim) {
   return softmax_backward_impl<true>(y, grad, dim, "log_softmax_backward");
+}
+
+Array scaled_causal_softmax(const Array& x, double scale, bool causal) {
+  const char* op = "scaled_causal_softmax";
+  check_attention_softmax_args(x, causal, op);
+  const Array xc = x.contiguous();  // the kernel walks contiguous rows; a strided view is packed once
+  return dispatch_float(x.dtype(), op, [&](auto z) {
+    using T = decltype(z);
+    Array out = Array::empty(x.shape(), x.dtype());
+    const T* xp = xc.data<T>();
+    T* yp = out.data<T>();
+    const int64_t S = x.shape().back();
+    const T sc = static_cast<T>(scale);
+    for_each_attention_row(x.shape(), causal, [&](int64_t r, int64_t n) {
+      scaled_causal_softmax_row(xp + r * S, yp + r * S, n, S, sc);
+    });
+    return out;
+  });
+}
+
+Array scaled_causal_softmax_backward(const Array& p, const Array& grad, double scale, bool causal) {
+  const char* op = "scaled_causal_softmax_backward";
+  check_same_dtype(p, grad, op);
+  check(p.shape() == grad.shape(), op, ": p ", shape_str(p.shape()), " and grad ", shape_str(grad.shape()),
+        " differ in shape");
+  check_attention_softmax_args(p, causal, op);
+  const Array pc = p.contiguous(), gc = grad.contiguous();
+  return dispatch_float(p.dtype(), op, [&](auto z) {
+    using T = decltype(z);
+    Array out = Array::empty(p.shape(), p.dtype());
+    const T* pp = pc.data<T>();
+    const T* gp = gc.data<T>();
+    T* dp = out.data<T>();
+    const int64_t S = p.shape().back();
+    const T sc = static_cast<T>(scale);
+    for_each_attention_row(p.shape(), causal, [&](int64_t r, int64_t n) {
+      scaled_causal_softmax_backward_row(pp + r * S, gp + r * S, dp + r * S, n, S, sc);
+    });
+    return out;
+  });
 }
 
 // ---------------------------------------------------------------- layer norm

@@ -142,6 +142,146 @@ TEST_CASE("softmax numerical edge cases: +-1e4 logits, fully -inf rows, NaN", "[
                     "softmax_backward: y (2,3) and grad (3,2) differ in shape");
 }
 
+// ---- scaled_causal_softmax: the fused attention softmax against the unfused chain it replaces ----
+
+namespace {
+
+// (T, S) with 1 where query i may not see key j > i + (S - T): nn/attention's causal_mask, rebuilt here.
+Array causal_mask_ts(int64_t T, int64_t S, DType dt) {
+  Array m = Array::zeros({T, S}, dt);
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = std::max<int64_t>(0, i + (S - T) + 1); j < S; ++j) m.set({i, j}, 1.0);
+  return m;
+}
+
+// The chain sdpa used before the fused op: softmax(masked_fill(x * scale, mask, -inf)), and its backward.
+Array chain_forward(const Array& x, double scale, bool causal) {
+  Array s = mul(x, scale);
+  if (causal) s = masked_fill(s, causal_mask_ts(x.size(-2), x.size(-1), x.dtype()), -INFINITY);
+  return softmax(s, -1);
+}
+Array chain_backward(const Array& p, const Array& g, double scale, bool causal) {
+  Array d = softmax_backward(p, g, -1);
+  if (causal) d = masked_fill(d, causal_mask_ts(p.size(-2), p.size(-1), p.dtype()), 0.0);
+  return mul(d, scale);
+}
+
+// Equal element for element up to `tol` (0: the same values), a NaN matching any NaN.
+bool same_values(const Array& a, const Array& b, double tol = 0.0) {
+  if (a.shape() != b.shape()) return false;
+  const std::vector<double> va = a.to_vector(), vb = b.to_vector();
+  for (size_t i = 0; i < va.size(); ++i)
+    if (!(va[i] == vb[i] || std::abs(va[i] - vb[i]) <= tol || (std::isnan(va[i]) && std::isnan(vb[i])))) return false;
+  return true;
+}
+
+// How far the fused backward may be from the chain's: 0 in float32. In float64 the chain itself is not one number:
+// GCC fuses g * p + s into one multiply-add in scalar loops but not in vectorised ones, so its row sum rounds
+// differently with the layout of g and the row length; the two agree to the last bit or two.
+double backward_tol(DType dt) { return dt == DType::F32 ? 0.0 : 1e-15; }
+
+// Every entry of x (..., T, S) that the causal mask hides is exactly 0.
+bool masked_entries_zero(const Array& y) {
+  const int64_t T = y.size(-2), S = y.size(-1);
+  const std::vector<double> v = y.contiguous().to_vector();
+  for (size_t k = 0; k < v.size(); ++k) {
+    const int64_t j = static_cast<int64_t>(k) % S, i = static_cast<int64_t>(k) / S % T;
+    if (j > i + (S - T) && v[k] != 0.0) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("scaled_causal_softmax is the chain softmax(masked_fill(x * scale)) bit for bit, and so is its backward",
+          "[ops][attention_softmax]") {
+  Generator gen(41);
+  // (B,H,T,S): square, T < S (a KV cache), T > S (rows that see nothing), S = 1, and sizes off the 8-wide sums.
+  const std::vector<Shape> shapes{{2, 3, 5, 5}, {1, 2, 3, 7}, {2, 1, 1, 1},  {1, 1, 4, 1},   {1, 2, 7, 7},
+                                  {1, 1, 33, 33}, {2, 1, 4, 33}, {1, 1, 5, 3}, {3, 8, 16}, {2, 1, 1, 9}};
+  for (DType dt : {DType::F32, DType::F64}) {
+    for (const Shape& shape : shapes) {
+      for (bool causal : {true, false}) {
+        for (int layout = 0; layout < 2; ++layout) {  // contiguous, and a permuted (strided) view
+          const double scale = 1.0 / std::sqrt(8.0);
+          Array x = random_view(gen, shape, dt, layout ? Layout::Permuted : Layout::Contiguous, 3.0);
+          INFO(dtype_name(dt) << " " << shape_str(shape) << (causal ? " causal" : "") << (layout ? " permuted" : ""));
+          const Array p = scaled_causal_softmax(x, scale, causal);
+          CHECK(p.is_contiguous());
+          CHECK(same_values(p, chain_forward(x, scale, causal)));
+          if (causal) CHECK(masked_entries_zero(p));
+          const Array g = random_view(gen, shape, dt, random_layout(gen));
+          const Array dx = scaled_causal_softmax_backward(p, g, scale, causal);
+          CHECK(same_values(dx, chain_backward(p, g, scale, causal), backward_tol(dt)));
+          if (causal) CHECK(masked_entries_zero(dx));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("scaled_causal_softmax edge cases are softmax's: NaN rows, +inf, fully -inf rows, masked NaN ignored",
+          "[ops][attention_softmax]") {
+  for (DType dt : {DType::F32, DType::F64}) {
+    INFO(dtype_name(dt));
+    Generator gen(42);
+    Array x = Array::normal({1, 2, 5, 6}, gen, 0, 1, dt);  // T = 5 < S = 6: query i sees keys j <= i + 1
+    x.set({0, 0, 1, 1}, NAN);        // visible: the row becomes NaN, masked entries included (as softmax)
+    x.set({0, 0, 2, 5}, NAN);        // masked: ignored, the row is an ordinary row
+    x.set({0, 0, 3, 0}, INFINITY);   // visible +inf: inf - inf = NaN, the whole row NaN (as softmax)
+    x.set({0, 0, 4, 5}, INFINITY);   // visible (i = 4 sees every key)
+    for (int64_t j = 0; j < 6; ++j) x.set({0, 1, 0, j}, -INFINITY);  // fully -inf row: all 0
+    for (int64_t j = 0; j < 3; ++j) x.set({0, 1, 1, j}, -INFINITY);  // every visible key -inf, masked ones finite
+    const Array p = scaled_causal_softmax(x, 0.5, true);
+    CHECK(same_values(p, chain_forward(x, 0.5, true)));
+    for (int64_t j = 0; j < 6; ++j) CHECK(std::isnan(p.at({0, 0, 1, j})));
+    for (int64_t j = 0; j < 6; ++j) CHECK(std::isnan(p.at({0, 0, 3, j})));
+    for (int64_t j = 0; j < 4; ++j) CHECK(std::isfinite(p.at({0, 0, 2, j})));
+    CHECK(p.at({0, 0, 2, 5}) == 0.0);
+    for (int64_t j = 0; j < 6; ++j) CHECK(p.at({0, 1, 0, j}) == 0.0);
+    for (int64_t j = 0; j < 6; ++j) CHECK(p.at({0, 1, 1, j}) == 0.0);
+    // The backward of those rows: NaN rows stay NaN on visible keys and 0 on masked ones; zero rows give 0.
+    const Array g = Array::normal(x.shape(), gen, 0, 1, dt);
+    const Array dx = scaled_causal_softmax_backward(p, g, 0.5, true);
+    CHECK(same_values(dx, chain_backward(p, g, 0.5, true), backward_tol(dt)));
+    CHECK(dx.at({0, 0, 1, 5}) == 0.0);
+    CHECK(std::isnan(dx.at({0, 0, 1, 0})));
+    for (int64_t j = 0; j < 6; ++j) CHECK(dx.at({0, 1, 0, j}) == 0.0);
+    // A non-finite gradient on a masked key is never read (the chain would make the row NaN through 0 * inf).
+    Array g2 = g.clone();
+    g2.set({0, 1, 2, 5}, INFINITY);
+    const Array dx2 = scaled_causal_softmax_backward(p, g2, 0.5, true);
+    CHECK(same_values(dx2.narrow(2, 2, 1), dx.narrow(2, 2, 1)));
+    // Empty and 2-D inputs.
+    CHECK(scaled_causal_softmax(Array::zeros({2, 0}, dt), 1.0, true).shape() == Shape{2, 0});
+    CHECK(scaled_causal_softmax(Array::zeros({0, 3}, dt), 1.0, true).shape() == Shape{0, 3});
+    const Array x2 = Array::normal({3, 3}, gen, 0, 1, dt);
+    CHECK(same_values(scaled_causal_softmax(x2, 2.0, true), chain_forward(x2, 2.0, true)));
+    CHECK(same_values(scaled_causal_softmax(x2.select(0, 1), 2.0, false), softmax(mul(x2.select(0, 1), 2.0), -1)));
+  }
+  CHECK_THROWS_WITH(scaled_causal_softmax(Array::zeros({4}), 1.0, true),
+                    "scaled_causal_softmax: expected (..., T, S) scores (at least 2 dims), got shape (4,)");
+  CHECK_THROWS_WITH(scaled_causal_softmax(Array::scalar(1.0), 1.0, false),
+                    "scaled_causal_softmax: expected at least 1 dim, got shape ()");
+  CHECK_THROWS_WITH(scaled_causal_softmax(Array::zeros({2, 2}, DType::I64), 1.0, false),
+                    "scaled_causal_softmax: expected a floating-point tensor, got int64");
+  CHECK_THROWS_WITH(scaled_causal_softmax_backward(Array::zeros({2, 3}), Array::zeros({3, 2}), 1.0, true),
+                    "scaled_causal_softmax_backward: p (2,3) and grad (3,2) differ in shape");
+  CHECK_THROWS_WITH(scaled_causal_softmax_backward(Array::zeros({2, 3}), Array::zeros({2, 3}, DType::F64), 1, true),
+                    "scaled_causal_softmax_backward: expected operands of the same dtype, got float32 and float64");
+}
+
+TEST_CASE("scaled_causal_softmax_backward agrees with finite differences (float64)", "[ops][attention_softmax]") {
+  Generator gen(43);
+  for (bool causal : {true, false}) {
+    Array x = Array::normal({2, 3, 5}, gen, 0, 2, DType::F64);
+    Array g = Array::normal({2, 3, 5}, gen, 0, 1, DType::F64);
+    const Array num = numeric_grad([&](const Array& v) { return dot(scaled_causal_softmax(v, 0.6, causal), g); }, x);
+    CHECK(max_abs_diff(scaled_causal_softmax_backward(scaled_causal_softmax(x, 0.6, causal), g, 0.6, causal), num) <
+          1e-8);
+  }
+}
+
 TEST_CASE("layer_norm matches the reference on strided inputs, with and without weight/bias", "[ops]") {
   Generator gen(33);
   for (DType dt : {DType::F32, DType::F64}) {
@@ -335,6 +475,10 @@ TEST_CASE("row kernels give the same results on 1 and 2 threads (parallel rows)"
     r.push_back(layer_norm(x, Array(), Array(), 1e-5).y);
     r.push_back(max(x, 0));
     r.push_back(cross_entropy(x.reshape({12000, 64}), t).lse);
+    const Array scores = x.reshape({300, 40, 8, 8}).narrow(2, 0, 7);  // (300,40,7,8): T = 7 queries, S = 8 keys
+    const Array p = scaled_causal_softmax(scores, 0.3, true);
+    r.push_back(p);
+    r.push_back(scaled_causal_softmax_backward(p, x.reshape({300, 40, 8, 8}).narrow(2, 1, 7), 0.3, true));
   }
   set_num_threads(saved);
   for (size_t i = 0; i < r1.size(); ++i) CHECK(max_abs_diff(r1[i], r2[i]) == 0.0);
