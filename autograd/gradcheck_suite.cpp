@@ -82,8 +82,8 @@ std::vector<std::string> gradcheck_op_names() {
           "pow",      "exp",       "log",         "sqrt",        "tanh",       "relu",       "gelu",
           "sum",      "mean",      "max",         "reshape",     "permute",    "transpose",  "slice",
           "expand",   "unsqueeze", "squeeze",     "concat",      "split",      "contiguous", "matmul",
-          "linear",   "embedding", "softmax",  "log_softmax", "cross_entropy", "layer_norm", "dropout",  "masked_fill",
-          "where"};
+          "linear",   "embedding", "softmax",  "scaled_causal_softmax", "log_softmax", "cross_entropy",
+          "layer_norm", "dropout", "masked_fill", "where"};
 }
 
 std::vector<GradcheckCase> gradcheck_cases(uint64_t seed) {
@@ -215,6 +215,17 @@ std::vector<GradcheckCase> gradcheck_cases(uint64_t seed) {
   add_case("softmax", "dim 0 of a transposed (2,4,3) view", {in.transposed({2, 4, 3})},
            [](X x) { return softmax(x[0], 0); });
   add_case("softmax", "dim 1 of (2,3,4)", {in.strided({2, 3, 4})}, [](X x) { return softmax(x[0], 1); });
+  {
+    // Drawn from a generator of their own: these cases came later, and drawing from `in` would have changed the
+    // inputs (and the published errors) of every case after them.
+    Inputs att(seed + 1);
+    add_case("scaled_causal_softmax", "(2,3,4,4) causal, scale 0.5", {att.normal({2, 3, 4, 4})},
+             [](X x) { return scaled_causal_softmax(x[0], 0.5, true); });
+    add_case("scaled_causal_softmax", "(2,3,5) not causal, scale 8^-0.5, transposed view", {att.transposed({2, 3, 5})},
+             [](X x) { return scaled_causal_softmax(x[0], 1.0 / std::sqrt(8.0), false); });
+    add_case("scaled_causal_softmax", "T < S: (2,3,6) causal (3 cached keys), strided view", {att.strided({2, 3, 6})},
+             [](X x) { return scaled_causal_softmax(x[0], 0.7, true); });
+  }
   add_case("log_softmax", "dim -1", {in.normal({3, 5})}, [](X x) { return log_softmax(x[0], -1); });
   add_case("log_softmax", "dim 1 of a transposed view", {in.transposed({2, 3, 4})},
            [](X x) { return log_softmax(x[0], 1); });

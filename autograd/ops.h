@@ -76,6 +76,9 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, QKVLAB_LOC);
 // ---- neural-network ops ----
 Tensor embedding(const Tensor& weight, const Array& ids, QKVLAB_LOC);  // ids int64; backward scatter-adds
 Tensor softmax(const Tensor& a, int64_t dim, QKVLAB_LOC);
+// softmax(masked_fill(x * scale, causal mask, -inf), -1) in one op, for attention scores x (..., T, S): query i
+// sees keys j <= i + (S - T) when causal. The chain's values and gradients, bit for bit in float32 (tensor/ops.h).
+Tensor scaled_causal_softmax(const Tensor& x, double scale, bool causal, QKVLAB_LOC);
 Tensor log_softmax(const Tensor& a, int64_t dim, QKVLAB_LOC);
 // Mean over rows whose target != ignore_index. logits (..., C), targets int64 (...).
 Tensor cross_entropy(const Tensor& logits, const Array& targets, int64_t ignore_index = -100, QKVLAB_LOC);

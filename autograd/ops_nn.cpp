@@ -1,5 +1,5 @@
 // Neural-network ops with fused forward and backward kernels (tensor/ops.h): embedding, softmax,
-// log_softmax, cross-entropy, layer norm, dropout, masked_fill, where.
+// scaled_causal_softmax, log_softmax, cross-entropy, layer norm, dropout, masked_fill, where.
 #include "autograd/node.h"
 #include "autograd/ops.h"
 
@@ -34,6 +34,25 @@ Tensor softmax(const Tensor& a, int64_t dim, const Loc& loc) {
   return record<SoftmaxBackward>(y, {&a}, loc, [&](SoftmaxBackward& n) {
     n.y = y;
     n.dim = dim;
+  });
+}
+
+// Scale, causal mask and softmax in one op (tensor/ops.h): the node keeps only the probabilities p.
+struct ScaledCausalSoftmaxBackward : Node {
+  Array p;
+  double scale = 1.0;
+  bool causal = false;
+  const char* name() const override { return "ScaledCausalSoftmaxBackward"; }
+  std::vector<Array> backward(const Array& g) override { return {scaled_causal_softmax_backward(p, g, scale, causal)}; }
+  void release_saved() override { p = Array(); }
+};
+Tensor scaled_causal_softmax(const Tensor& x, double scale, bool causal, const Loc& loc) {
+  ProfileScope prof("scaled_causal_softmax");
+  Array p = scaled_causal_softmax(x.data(), scale, causal);
+  return record<ScaledCausalSoftmaxBackward>(p, {&x}, loc, [&](ScaledCausalSoftmaxBackward& n) {
+    n.p = p;
+    n.scale = scale;
+    n.causal = causal;
   });
 }
 

@@ -39,6 +39,33 @@ Tensor wrong_mul(const Tensor& a, const Tensor& b, double scale, int64_t flip) {
   });
 }
 
+// scaled_causal_softmax with a backward that makes one of the two classic mistakes: forgetting the scale, or
+// forgetting the sum_j g_j p_j term (d x = scale * p * g, softmax's backward taken as elementwise).
+enum class AttentionSoftmaxBug { None, NoScale, NoSum };
+struct WrongAttentionSoftmaxBackward : Node {
+  Array p;
+  double scale = 1.0;
+  AttentionSoftmaxBug bug = AttentionSoftmaxBug::None;
+  const char* name() const override { return "WrongAttentionSoftmaxBackward"; }
+  std::vector<Array> backward(const Array& g) override {
+    switch (bug) {
+      case AttentionSoftmaxBug::None: return {scaled_causal_softmax_backward(p, g, scale, true)};
+      case AttentionSoftmaxBug::NoScale: return {scaled_causal_softmax_backward(p, g, 1.0, true)};
+      case AttentionSoftmaxBug::NoSum: return {mul(mul(p, g), scale)};
+    }
+    return {};
+  }
+};
+
+Tensor wrong_attention_softmax(const Tensor& x, double scale, AttentionSoftmaxBug bug) {
+  Array p = scaled_causal_softmax(x.data(), scale, true);
+  return record<WrongAttentionSoftmaxBackward>(p, {&x}, Loc::current(), [&](WrongAttentionSoftmaxBackward& n) {
+    n.p = p;
+    n.scale = scale;
+    n.bug = bug;
+  });
+}
+
 }  // namespace
 
 TEST_CASE("every case of the gradcheck suite passes on every element in float64", "[autograd][gradcheck]") {
@@ -146,4 +173,30 @@ TEST_CASE("gradcheck leaves float64 inputs as they came and converts float32 one
                                   {Array::normal({5}, gen)}, "exp f32");
   CHECK(r32.ok);
   CHECK(r32.elements == 5);
+}
+
+TEST_CASE("gradcheck catches a scaled_causal_softmax backward without the scale or without the sum term",
+          "[autograd][gradcheck][attention_softmax]") {
+  Generator gen(7);
+  const std::vector<Array> in{Array::normal({2, 3, 5}, gen, 0, 1, DType::F64)};  // T = 3 queries, S = 5 keys
+  auto with = [](AttentionSoftmaxBug bug) {
+    return [bug](const std::vector<Tensor>& x) { return wrong_attention_softmax(x[0], 0.5, bug); };
+  };
+  GradcheckResult no_scale = gradcheck(with(AttentionSoftmaxBug::NoScale), in, "no_scale");
+  CHECK_FALSE(no_scale.ok);
+  CHECK_THAT(no_scale.message, Catch::Contains("WrongAttentionSoftmaxBackward") && Catch::Contains("input 0"));
+  GradcheckResult no_sum = gradcheck(with(AttentionSoftmaxBug::NoSum), in, "no_sum");
+  CHECK_FALSE(no_sum.ok);
+  CHECK_THAT(no_sum.message, Catch::Contains("WrongAttentionSoftmaxBackward"));
+  // The real backward through the same node passes: the failures above are the bugs and nothing else.
+  GradcheckResult right = gradcheck(with(AttentionSoftmaxBug::None), in, "right");
+  CHECK(right.ok);
+  CHECK(right.elements == 30);
+  // And so does the op itself on the same input, causal or not.
+  for (bool causal : {true, false}) {
+    GradcheckResult r = gradcheck(
+        [causal](const std::vector<Tensor>& x) { return scaled_causal_softmax(x[0], 0.5, causal); }, in, "op");
+    INFO(r.message);
+    CHECK(r.ok);
+  }
 }
