@@ -1,7 +1,6 @@
 #include "nn/attention/sdpa.h"
 
 #include <cmath>
-#include <limits>
 #include <vector>
 
 namespace qkvlab {
@@ -41,13 +40,22 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   Tensor qg = reshape(q, {B, Hkv, G, T, D});                           // (B,H,T,D) -> (B,Hkv,G,T,D)
   Tensor kg = unsqueeze(k, 2);                                         // (B,Hkv,S,D) -> (B,Hkv,1,S,D)
   Tensor vg = v.impl() == k.impl() ? kg : unsqueeze(v, 2);            // V is K (Q-K=V): the same node
-  Tensor scores = matmul(qg, transpose(kg, -2, -1));                   // (B,Hkv,G,T,D) @ (B,Hkv,1,D,S)
-  scores = reshape(mul(scores, 1.0 / std::sqrt(double(D))), {B, H, T, S});  // -> (B,H,T,S), scaled
-  if (score_bias) scores = score_bias(scores, S - T);                  // (X)+: after scaling, before mask
-  if (maps) maps->scores = scores.data();
-  if (causal && S > 1) scores = masked_fill(scores, causal_mask(T, S, scores.dtype()),
-                                            -std::numeric_limits<double>::infinity());
-  Tensor p = softmax(scores, -1);                                      // (B,H,T,S), rows sum to 1
+  Tensor qk = matmul(qg, transpose(kg, -2, -1));                       // (B,Hkv,G,T,D) @ (B,Hkv,1,D,S)
+  qk = reshape(qk, {B, H, T, S});                                      // -> (B,H,T,S), not yet scaled
+  const double scale = 1.0 / std::sqrt(double(D));
+  // scaled_causal_softmax(x, scale, causal) = softmax(masked_fill(x * scale, causal_mask(T, S), -inf), -1), the
+  // chain written out in one op and one pass over the scores instead of three (query i sees keys j <= i + S - T).
+  // tests/tensor/test_ops_nn.cpp runs that chain against it, forward and backward; tests/nn/test_attention.cpp
+  // the whole attention.
+  Tensor p;
+  if (score_bias) {                                                    // (X)+: bias after scaling, before mask
+    Tensor scores = score_bias(mul(qk, scale), S - T);                 // (B,H,T,S)
+    if (maps) maps->scores = scores.data();
+    p = scaled_causal_softmax(scores, 1.0, causal);                    // (B,H,T,S), rows sum to 1
+  } else {
+    if (maps) maps->scores = mul(qk.data(), scale);                    // the scaled scores, only for the maps
+    p = scaled_causal_softmax(qk, scale, causal);                      // (B,H,T,S), rows sum to 1
+  }
   if (maps) maps->probs = p.data();
   Tensor out = matmul(reshape(p, {B, Hkv, G, T, S}), vg);              // (B,Hkv,G,T,S) @ (B,Hkv,1,S,D)
   return reshape(out, {B, H, T, D});                                   // -> (B,H,T,D)

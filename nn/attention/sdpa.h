@@ -10,7 +10,8 @@
 // over its G query heads, so no key or value is ever copied, and the backward sums the G contributions.
 //
 // Order of operations on the scores: S = q k^T / sqrt(D); S = score_bias(S) if given (the (X)+ variants);
-// causal mask (query i sees keys j <= i + S - T); softmax over keys; times v.
+// causal mask (query i sees keys j <= i + S - T); softmax over keys; times v. Scale (when there is no bias), mask
+// and softmax run as one op, scaled_causal_softmax (autograd/ops.h), which equals that chain.
 #pragma once
 #include <functional>
 
@@ -32,7 +33,8 @@ struct AttentionMaps {
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                                     const ScoreBias& score_bias = nullptr, AttentionMaps* maps = nullptr);
 
-// The causal mask as an Array of 1 (masked) and 0: (T, S), masked where key j > query i + (S - T).
+// The causal mask as an Array of 1 (masked) and 0: (T, S), masked where key j > query i + (S - T). The attention
+// itself applies it inside scaled_causal_softmax; this Array is for the unfused reference chain (tests, notebooks).
 Array causal_mask(int64_t T, int64_t S, DType dtype);
 
 }  // namespace qkvlab

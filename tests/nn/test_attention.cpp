@@ -212,3 +212,65 @@ TEST_CASE("gradcheck passes through every variant in double precision", "[attent
     CHECK(r.elements > 40);
   }
 }
+
+namespace {
+// scaled_dot_product_attention as it was written before scaled_causal_softmax: scale, bias, mask and softmax as
+// four ops. The reference the fused attention must reproduce.
+Tensor unfused_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, const ScoreBias& bias,
+                         AttentionMaps* maps) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1), S = k.size(2);
+  Tensor kg = unsqueeze(k, 2), vg = unsqueeze(v, 2);                                  // (B,Hkv,1,S,D)
+  Tensor s = matmul(reshape(q, {B, Hkv, H / Hkv, T, D}), transpose(kg, -2, -1));      // (B,Hkv,G,T,S)
+  s = reshape(mul(s, 1.0 / std::sqrt(double(D))), {B, H, T, S});
+  if (bias) s = bias(s, S - T);
+  if (maps) maps->scores = s.data();
+  if (causal && S > 1) s = masked_fill(s, causal_mask(T, S, s.dtype()), -INFINITY);
+  Tensor p = softmax(s, -1);
+  if (maps) maps->probs = p.data();
+  return reshape(matmul(reshape(p, {B, Hkv, H / Hkv, T, S}), vg), {B, H, T, D});
+}
+}  // namespace
+
+TEST_CASE("attention with the fused softmax equals the unfused chain: output, maps and gradients, bit for bit",
+          "[attention][attention_softmax]") {
+  struct Case {
+    int64_t H, Hkv, T, S;
+    bool causal, bias;
+  };
+  // causal and not, a KV cache (T < S), one token, grouped heads, and the (X)+ score bias.
+  for (const Case c : {Case{4, 4, 5, 5, true, false}, Case{4, 2, 3, 7, true, false}, Case{2, 1, 6, 6, false, false},
+                       Case{2, 2, 1, 1, true, false}, Case{4, 2, 5, 5, true, true}, Case{2, 2, 2, 6, true, true},
+                       Case{2, 1, 4, 4, false, true}}) {
+    INFO("H " << c.H << " Hkv " << c.Hkv << " T " << c.T << " S " << c.S << (c.causal ? " causal" : "")
+              << (c.bias ? " bias" : ""));
+    Generator gen(51);
+    const int64_t B = 2, D = 8;
+    const Array qa = Array::normal({B, c.H, c.T, D}, gen), ka = Array::normal({B, c.Hkv, c.S, D}, gen),
+                va = Array::normal({B, c.Hkv, c.S, D}, gen), up = Array::normal({B, c.H, c.T, D}, gen);
+    const Array wa = Array::normal({c.T, c.S}, gen);
+    struct Run {
+      Tensor q, k, v, w;
+      Array out;
+      AttentionMaps maps;
+    };
+    auto run = [&](bool fused) {
+      Run r{Tensor(qa.clone(), true), Tensor(ka.clone(), true), Tensor(va.clone(), true), Tensor(wa.clone(), true),
+            Array(), {}};
+      ScoreBias bias;
+      if (c.bias) bias = [&r](const Tensor& s, int64_t) { return s * 0.7 + r.w; };  // a learned (T,S) bias
+      Tensor out = fused ? scaled_dot_product_attention(r.q, r.k, r.v, c.causal, bias, &r.maps)
+                         : unfused_attention(r.q, r.k, r.v, c.causal, bias, &r.maps);
+      sum(out * Tensor(up)).backward();
+      r.out = out.data();
+      return r;
+    };
+    Run f = run(true), u = run(false);
+    CHECK(max_abs_diff(f.out, u.out) == 0.0);
+    CHECK(max_abs_diff(f.maps.scores, u.maps.scores) == 0.0);
+    CHECK(max_abs_diff(f.maps.probs, u.maps.probs) == 0.0);
+    CHECK(max_abs_diff(f.q.grad(), u.q.grad()) == 0.0);
+    CHECK(max_abs_diff(f.k.grad(), u.k.grad()) == 0.0);
+    CHECK(max_abs_diff(f.v.grad(), u.v.grad()) == 0.0);
+    if (c.bias) CHECK(max_abs_diff(f.w.grad(), u.w.grad()) == 0.0);
+  }
+}

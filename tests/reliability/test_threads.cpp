@@ -1,6 +1,7 @@
 // The threaded kernels against one thread (also the ThreadSanitizer suite's own test: make tsan-check runs it
 // with 2 threads): a matmul big enough to be split across threads, the parallel elementwise and reduction loops,
-// softmax and layer norm rows. Threads split the work but never reorder a sum, so results are bit-identical.
+// softmax, attention softmax and layer norm rows. Threads split the work but never reorder a sum, so results are
+// bit-identical.
 #include <catch2/catch.hpp>
 
 #include "tests/test_util.h"
@@ -30,6 +31,9 @@ std::vector<std::vector<double>> kernels(int threads) {
   out.push_back(sum(x).to_vector());
   out.push_back(softmax(x, -1).to_vector());
   out.push_back(layer_norm(x, w, bias, 1e-5).y.to_vector());
+  const Array p = scaled_causal_softmax(x.reshape({12, 100, 260}), 0.125, true);  // 100 queries, 260 keys
+  out.push_back(p.to_vector());
+  out.push_back(scaled_causal_softmax_backward(p, exp(x).reshape({12, 100, 260}), 0.125, true).to_vector());
   return out;
 }
 }  // namespace
