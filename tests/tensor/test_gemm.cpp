@@ -154,6 +154,19 @@ TEMPLATE_TEST_CASE("gemm matches the naive product for small and odd shapes in e
   });
 }
 
+TEMPLATE_TEST_CASE("gemm with one row of A (the unpacked decoding path) matches the naive product", "[gemm]", float,
+                   double) {
+  // N around the 4-column groups, K around the 16- and 8-lane chunks and past the 512-element copy of a strided A.
+  std::mt19937 rng(77);
+  const Dims shapes[] = {{1, 4, 1}, {1, 5, 15}, {1, 9, 16}, {1, 17, 33}, {1, 3, 8}, {1, 384, 128}, {1, 7, 600}};
+  with_threads([&] {
+    for (const auto& d : shapes)
+      for (Layout la : kLayouts)
+        for (Layout lb : kLayouts)
+          for (bool acc : {false, true}) run_case<TestType>(d.M, d.N, d.K, la, lb, acc, 0, rng);
+  });
+}
+
 TEMPLATE_TEST_CASE("gemm matches the naive product for large shapes", "[gemm]", float, double) {
   std::mt19937 rng(99);
   with_threads([&] {
