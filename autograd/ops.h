@@ -69,8 +69,9 @@ Tensor contiguous(const Tensor& a, QKVLAB_LOC);
 
 // ---- linear algebra ----
 Tensor matmul(const Tensor& a, const Tensor& b, QKVLAB_LOC);  // batched, broadcast batch dims
-// x @ w^T + b in one op (what nn.Linear computes): x (..., in), w (out, in), b (out) or undefined. The same values
-// as add(matmul(x, transpose(w, 0, 1)), b), with one pass less forward and backward.
+// x @ w^T + b in one op (what nn.Linear computes): x (..., in), w (out, in), b (out) or undefined. The values of
+// add(matmul(x, transpose(w, 0, 1)), b) up to rounding (the bias is added first, so for in > 256 the sum is
+// grouped differently), with one pass less forward and backward.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, QKVLAB_LOC);
 
 // ---- neural-network ops ----

@@ -107,11 +107,13 @@ struct LinearBackward : Node {
   Array x, w;  // input (..., in) and weight (out, in)
   const char* name() const override { return "LinearBackward"; }
   std::vector<Array> backward(const Array& g) override {  // g: (..., out)
-    const int64_t out_features = g.size(-1);
-    const Array g2 = g.reshape({-1, out_features});                                     // (rows, out)
+    const int64_t out_features = g.size(-1), in_features = input_shapes[1][1];
+    const Shape& xs = input_shapes[0];
+    const int64_t rows = shape_numel(Shape(xs.begin(), xs.end() - 1));  // every dim but the last (may be 0)
+    const Array g2 = g.reshape({rows, out_features});                                  // (rows, out)
     Array gx, gw, gb;
-    if (needs_grad(0)) gx = matmul(g2, w).reshape(input_shapes[0]);                   // g @ w: (rows, in)
-    if (needs_grad(1)) gw = matmul(g2.mT(), x.reshape({-1, input_shapes[1][1]}));     // g^T @ x: (out, in)
+    if (needs_grad(0)) gx = matmul(g2, w).reshape(xs);                                  // g @ w: (rows, in)
+    if (needs_grad(1)) gw = matmul(g2.mT(), x.reshape({rows, in_features}));           // g^T @ x: (out, in)
     if (needs_grad(2)) gb = sum(g2, {0});                                              // sum over rows: (out)
     return {gx, gw, gb};
   }

@@ -7,6 +7,22 @@
 namespace qkvlab {
 
 namespace {
+// Sets a generator back to a saved state for a scope, and restores the state it had when the scope ends.
+struct RngReplay {
+  Generator* rng;
+  Generator::State after{};
+  RngReplay(Generator* g, const std::optional<Generator::State>& replay) : rng(g) {
+    if (!rng) return;
+    after = rng->state();
+    rng->set_state(*replay);
+  }
+  ~RngReplay() {
+    if (rng) rng->set_state(after);
+  }
+  RngReplay(const RngReplay&) = delete;
+  RngReplay& operator=(const RngReplay&) = delete;
+};
+
 struct RecomputeBackward : Node {
   RecomputeFn fn;
   std::vector<Array> inputs;                      // the only thing kept from forward
@@ -23,14 +39,13 @@ struct RecomputeBackward : Node {
     Tensor y;
     {
       EnableGradGuard record;
-      std::optional<Generator::State> after;
-      if (rng) after = rng->state(), rng->set_state(*rng_state);
+      RngReplay replay(rng, rng_state);  // the stream as forward found it; put back afterwards, even on a throw
       y = fn(xs);
-      if (rng) rng->set_state(*after);
     }
-    check(y.defined() && y.shape() == output_shape, "recompute_in_backward: the recomputed output has shape ",
-          y.defined() ? shape_str(y.shape()) : std::string("(undefined)"), ", the first forward gave ",
-          shape_str(output_shape), ": fn must compute the same thing both times");
+    check(y.defined() && y.shape() == output_shape && y.dtype() == dtype,
+          "recompute_in_backward: the recomputed output is ", y.defined() ? dtype_name(y.dtype()) : "undefined",
+          " of shape ", y.defined() ? shape_str(y.shape()) : std::string("()"), ", the first forward gave ",
+          dtype_name(dtype), " of shape ", shape_str(output_shape), ": fn must compute the same thing both times");
     // 3. Backward through it: parameters inside fn accumulate into their .grad, the inputs' gradients return.
     if (y.requires_grad()) y.backward(g);
     std::vector<Array> grads;

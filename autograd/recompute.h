@@ -10,6 +10,11 @@
 // done). The cost is a second forward of fn. It is the same computation in the same order, so the gradients are
 // bitwise those of the plain forward (tests/autograd/test_recompute.cpp checks that).
 //
+// fn must reach tensors with history only through `inputs`: the nested backward walks the graph of whatever fn
+// used, so a captured non-leaf tensor that is also used outside fn would have its graph freed by the first of the
+// two backward passes (leaves, such as parameters, are fine). The result always records a node while grad mode is
+// on, so it requires grad even when nothing inside fn does.
+//
 // fn must compute the same thing twice: when it draws random numbers (dropout), pass the generator as `rng`; its
 // state is set back for the recomputation. Hooks or retain_grad() on tensors made inside fn do not fire in the
 // outer backward (they belong to the discarded first graph).

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -134,7 +135,10 @@ std::string dir_of(const std::string& path) {
 }
 
 // "<path>.tmp.<pid>" files left by writers that died mid-write (a crash, a kill -9): removed once this process has
-// saved <path>, so a run directory does not collect them. A temporary whose process is still alive is left alone.
+// saved <path>, so a run directory does not collect them. A writer holds an exclusive flock on its temporary while
+// it writes, and the kernel drops it when the writer dies; so a temporary is removed only when its lock can be
+// taken, and (for the moment between a writer's open and its flock) when no process with its pid lives here.
+// A pid alone would not do: on a file system shared between machines it names a process of another host.
 void remove_stale_temporaries(const std::string& path) {
   const std::string dir = dir_of(path);
   const std::string base = path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
@@ -147,7 +151,12 @@ void remove_stale_temporaries(const std::string& path) {
     const std::string pid = name.substr(prefix.size());
     if (pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
     const pid_t p = pid_t(std::stol(pid));
-    if (p == ::getpid() || (::kill(p, 0) != 0 && errno == ESRCH)) ::unlink((dir + "/" + name).c_str());
+    if (p != ::getpid() && !(::kill(p, 0) != 0 && errno == ESRCH)) continue;  // its writer may be alive here
+    const std::string file = dir + "/" + name;
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) ::unlink(file.c_str());  // nobody is writing it
+    ::close(fd);
   }
   ::closedir(d);
 }
@@ -210,6 +219,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail("safetensors: cannot create ", tmp, " (to write ", path, "): ", errno_str());
+  ::flock(fd, LOCK_EX);  // "being written": remove_stale_temporaries leaves a locked temporary alone
 
   uint8_t len[8];
   put_u64_le(len, header.size());

@@ -44,10 +44,10 @@ void* small_alloc(size_t bytes) {
 
 #if QKVLAB_BLOCK_POOL
 #if defined(__GLIBC__)
-// The small blocks stay in malloc's heap: without this glibc maps every block over 128 KiB afresh and unmaps it
-// on free, and each op that makes a 200 KiB output pays its page faults again.
+// Everything else stays in malloc's heap: without this glibc maps every block over 128 KiB afresh and unmaps it
+// on free, and each op that makes a 200 KiB output (or a std::vector of a few MB) pays its page faults again.
 const bool g_malloc_tuned = [] {
-  mallopt(M_MMAP_THRESHOLD, int(kBig));
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 64 << 20);
   return true;
 }();
@@ -122,13 +122,17 @@ void* allocate_block(size_t bytes) {
       P.live += int64_t(size);
       return p;
     }
+    const int64_t previous_high = P.st.high_water;
     P.st.high_water = std::max(P.st.high_water, P.live + int64_t(size));
     P.make_room(size);
     void* p = map_block(size);
     if (!p) {  // the kernel said no: give back everything cached and try once more
       while (!P.cached.empty()) P.unmap(P.cached.begin());
       p = map_block(size);
-      if (!p) fail("out of memory: could not allocate ", bytes, " bytes");
+      if (!p) {
+        P.st.high_water = previous_high;  // the block never lived: the bound stays where it was
+        fail("out of memory: could not allocate ", bytes, " bytes");
+      }
     }
     P.st.mapped_bytes += int64_t(size);
     P.st.misses++;
@@ -172,6 +176,7 @@ void release_cached_blocks() {
   Pool& P = pool();
   std::lock_guard<std::mutex> lock(P.mu);
   while (!P.cached.empty()) P.unmap(P.cached.begin());
+  P.st.high_water = P.live;  // the bound restarts from what is in use now
 #endif
 }
 

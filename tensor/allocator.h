@@ -31,6 +31,6 @@ struct AllocatorStats {
 };
 AllocatorStats allocator_stats();
 bool block_pool_enabled();     // false off Linux and under AddressSanitizer: then every block comes from malloc
-void release_cached_blocks();  // unmap every cached block (the next big request maps afresh)
+void release_cached_blocks();  // unmap every cached block; the high-water bound restarts from the bytes in use
 
 }  // namespace qkvlab

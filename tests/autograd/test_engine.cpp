@@ -351,3 +351,21 @@ TEST_CASE("broadcasting gradients sum back to each operand's shape", "[autograd]
   CHECK_THROWS_WITH(leaf({3, 4}) + leaf({5}), Catch::Contains("add") && Catch::Contains("(3,4)") &&
                                                   Catch::Contains("(5,)"));
 }
+
+TEST_CASE("linear: backward through empty dims gives gradients of the right shapes", "[engine]") {
+  // No input features: y = b for every row, so dL/db sums the rows and the weight's gradient is (out, 0).
+  Tensor x(Array::zeros({2, 3, 0}), true), w(Array::zeros({4, 0}), true), b(Array::ones({4}), true);
+  Tensor y = linear(x, w, b);
+  REQUIRE(y.shape() == Shape{2, 3, 4});
+  sum(y).backward();
+  CHECK(x.grad().shape() == Shape{2, 3, 0});
+  CHECK(w.grad().shape() == Shape{4, 0});
+  REQUIRE(b.grad().shape() == Shape{4});
+  for (double v : b.grad().to_vector()) CHECK(v == 6.0);
+  // No rows: every gradient is zero.
+  Tensor x0(Array::zeros({0, 5}), true), w0(Array::ones({2, 5}), true), b0(Array::ones({2}), true);
+  sum(linear(x0, w0, b0)).backward();
+  CHECK(x0.grad().shape() == Shape{0, 5});
+  for (double v : w0.grad().to_vector()) CHECK(v == 0.0);
+  for (double v : b0.grad().to_vector()) CHECK(v == 0.0);
+}

@@ -131,8 +131,9 @@ TEST_CASE("recompute_in_backward: fn that changes its result's shape the second 
   Tensor x(Array::ones({2, 3}), true);
   Tensor y = recompute_in_backward(
       [&](const std::vector<Tensor>& in) { return ++calls == 1 ? mul(in[0], 2.0) : sum(in[0]); }, {x});
-  CHECK_THROWS_WITH(sum(y).backward(), Catch::Contains("recompute_in_backward: the recomputed output has shape ()") &&
-                                           Catch::Contains("the first forward gave (2,3)"));
+  CHECK_THROWS_WITH(sum(y).backward(),
+                    Catch::Contains("recompute_in_backward: the recomputed output is float32 of shape ()") &&
+                        Catch::Contains("the first forward gave float32 of shape (2,3)"));
   CHECK_THROWS_WITH(recompute_in_backward(RecomputeFn(), {x}), Catch::Contains("no function given"));
 }
 
@@ -170,4 +171,22 @@ TEST_CASE("GPT with set_recompute: the same gradients, a fraction of the tensor 
     for (size_t i = 0; i < plain.size(); ++i) CHECK(same_bits(plain[i], again[i]));
     CHECK(recompute_peak < plain_peak * 3 / 4);  // 3 blocks: at most one block's activations at a time
   }
+}
+
+TEST_CASE("recompute_in_backward: a throw during the recomputation leaves the generator where forward left it",
+          "[recompute]") {
+  Generator gen(4);
+  int calls = 0;
+  Tensor x(Array::ones({3, 3}), true);
+  Tensor y = recompute_in_backward(
+      [&](const std::vector<Tensor>& in) {
+        if (++calls == 2) fail("boom");  // the recomputation fails before drawing its mask
+        return dropout(in[0], 0.5, true, gen);
+      },
+      {x}, &gen);
+  const Generator::State after_forward = gen.state();
+  CHECK_THROWS_WITH(sum(y).backward(), Catch::Contains("boom"));
+  Generator expected(0);
+  expected.set_state(after_forward);
+  CHECK(gen.next_u64() == expected.next_u64());  // not the rewound stream of the replay
 }

@@ -5,6 +5,8 @@
 #include "tests/test_util.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -439,4 +441,37 @@ TEST_CASE("safetensors: random corruptions are refused with an Error, never a cr
   }
   REQUIRE(refused > 1000);
   REQUIRE(accepted > 0);
+}
+
+TEST_CASE("safetensors: a save removes torn temporaries of dead writers, never one that is being written",
+          "[safetensors]") {
+  testing::TempDir tmp("stale_tmp");
+  const std::string path = tmp.file("model.safetensors");
+  // Pids of processes that have exited: forks that return at once.
+  auto dead_pid = [] {
+    const pid_t child = ::fork();
+    if (child == 0) ::_exit(0);
+    ::waitpid(child, nullptr, 0);
+    return child;
+  };
+  const pid_t child = dead_pid(), child2 = dead_pid();
+  REQUIRE(child > 0);
+  REQUIRE(child2 > 0);
+  REQUIRE(child2 != child);
+  const std::string dead = path + ".tmp." + std::to_string(child);
+  const std::string locked = path + ".tmp." + std::to_string(child2);  // no such process here either...
+  const std::string other = tmp.file("optimizer.safetensors.tmp." + std::to_string(child));
+  for (const std::string& f : {dead, locked, other}) std::ofstream(f) << "half a checkpoint";
+  // ...but its writer (on another machine sharing the directory, say) holds the lock: it is being written.
+  const int fd = ::open(locked.c_str(), O_RDONLY);
+  REQUIRE(fd >= 0);
+  REQUIRE(::flock(fd, LOCK_EX) == 0);
+
+  save_safetensors(path, {{"w", Array::ones({2, 2})}});
+  auto exists = [](const std::string& f) { return ::access(f.c_str(), F_OK) == 0; };
+  CHECK_FALSE(exists(dead));    // a dead writer's torn file: gone
+  CHECK(exists(locked));        // locked: left alone
+  CHECK(exists(other));         // another file's temporary: not this save's business
+  CHECK(exists(path));
+  ::close(fd);
 }

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -48,26 +49,49 @@ TEST_CASE("allocator: what is mapped never exceeds the most bytes ever live at o
   if (!have_pool()) return;
   release_cached_blocks();
   Generator g(3);
-  std::vector<std::pair<void*, size_t>> live;
-  int64_t live_bytes = 0;
-  for (int i = 0; i < 400; ++i) {
+  struct Block {
+    uint32_t* p;
+    size_t bytes;
+    uint32_t tag;
+  };
+  std::vector<Block> live;
+  // The bound the pool must keep, computed here: the most (whole-page) bytes of this test's blocks live at once,
+  // on top of whatever other tests left alive.
+  const int64_t base = allocator_stats().mapped_bytes - allocator_stats().cached_bytes;
+  int64_t live_bytes = 0, most = 0;
+  auto pool_bytes = [](size_t bytes) {  // blocks of 8 MiB and more are whole 2 MiB huge pages (allocator.cpp)
+    const size_t huge = size_t{2} << 20;
+    return bytes >= 4 * huge ? (bytes + huge - 1) / huge * huge : bytes;
+  };
+  auto intact = [](const Block& b) {  // every word still holds the block's own tag: no other block overlaps it
+    for (size_t i = 0; i < b.bytes / 4; i += 1021)
+      if (b.p[i] != b.tag) return false;
+    return b.p[b.bytes / 4 - 1] == b.tag;
+  };
+  for (uint32_t i = 0; i < 400; ++i) {
     if (!live.empty() && (g.uniform() < 0.5 || live.size() > 6)) {
       const size_t k = size_t(g.randint(0, int64_t(live.size())));
-      free_block(live[k].first, live[k].second);
-      live_bytes -= int64_t(live[k].second);
+      REQUIRE(intact(live[k]));
+      free_block(live[k].p, live[k].bytes);
+      live_bytes -= int64_t(pool_bytes(live[k].bytes));
       live.erase(live.begin() + int64_t(k));
     } else {
       const size_t bytes = size_t(g.randint(1, 13)) << 20;  // 1 to 12 MiB, whole pages
-      void* p = allocate_block(bytes);
-      static_cast<char*>(p)[bytes - 1] = 1;
-      live.push_back({p, bytes});
-      live_bytes += int64_t(bytes);
+      auto* p = static_cast<uint32_t*>(allocate_block(bytes));
+      std::fill(p, p + bytes / 4, i);
+      live.push_back({p, bytes, i});
+      live_bytes += int64_t(pool_bytes(bytes));
+      most = std::max(most, live_bytes);
     }
     const AllocatorStats st = allocator_stats();
-    REQUIRE(st.mapped_bytes <= st.high_water);
-    REQUIRE(st.mapped_bytes - st.cached_bytes >= live_bytes);  // what is in use (other tests hold none now)
+    REQUIRE(st.mapped_bytes - st.cached_bytes == base + live_bytes);  // in use: exactly the live blocks
+    REQUIRE(st.mapped_bytes <= std::max<int64_t>(st.high_water, 0));
+    REQUIRE(st.mapped_bytes <= base + most);  // never more than this test's peak (release_cached_blocks reset it)
   }
-  for (auto& [p, n] : live) free_block(p, n);
+  for (const Block& b : live) {
+    CHECK(intact(b));
+    free_block(b.p, b.bytes);
+  }
   CHECK(allocator_stats().unmapped > 0);  // the bound forced cached blocks of other sizes out
   release_cached_blocks();
 }

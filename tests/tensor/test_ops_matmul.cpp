@@ -139,6 +139,14 @@ TEST_CASE("linear: x @ w^T + b in one pass equals matmul then add", "[ops][matmu
   const Array xt = Array::normal({5, 4}, g).mT(), wt = Array::normal({5, 3}, g).mT(), b = Array::normal({3}, g);
   const auto r = add(matmul(xt, wt.mT()), b).to_vector(), o = linear(xt, wt, b).to_vector();
   for (size_t i = 0; i < r.size(); ++i) CHECK(o[i] == Approx(r[i]).margin(1e-5));
+  // Deeper than one block of the GEMM (K > 256): the bias joins the first partial sum instead of the total, so
+  // the results agree up to rounding.
+  for (DType dt : {DType::F32, DType::F64}) {
+    const Array x = Array::normal({9, 600}, g).to(dt), w = Array::normal({7, 600}, g).to(dt),
+                bb = Array::normal({7}, g).to(dt);
+    const auto rr = add(matmul(x, w.mT()), bb).to_vector(), oo = linear(x, w, bb).to_vector();
+    for (size_t i = 0; i < rr.size(); ++i) CHECK(oo[i] == Approx(rr[i]).epsilon(1e-4).margin(1e-4));
+  }
   // A weight with no inputs: the product is empty and every row is the bias.
   const auto only_bias = linear(Array::zeros({2, 0}), Array::zeros({3, 0}), Array::full({3}, 1.5)).to_vector();
   for (double v : only_bias) CHECK(v == 1.5);
