@@ -56,10 +56,11 @@ void set_num_threads(int n) {
 
 void prefer_passive_openmp_wait(char** argv) {
 #ifdef _OPENMP
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
-  if (::setenv("OMP_WAIT_POLICY", "PASSIVE", 0) != 0) return;
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("KMP_BLOCKTIME")) return;
+  if (::setenv("GOMP_SPINCOUNT", "10000", 0) != 0 || ::setenv("KMP_BLOCKTIME", "0", 0) != 0) return;
   ::execv("/proc/self/exe", argv);  // returns only on failure: then run on as we are
-  ::unsetenv("OMP_WAIT_POLICY");
+  ::unsetenv("GOMP_SPINCOUNT");
+  ::unsetenv("KMP_BLOCKTIME");
 #else
   (void)argv;
 #endif
