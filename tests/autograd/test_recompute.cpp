@@ -8,6 +8,7 @@
 #include "models/transformer.h"
 #include "nn/attention/registry.h"
 #include "tensor/random.h"
+#include "tests/lm_fixture.h"
 
 using namespace qkvlab;
 
@@ -139,19 +140,9 @@ TEST_CASE("recompute_in_backward: fn that changes its result's shape the second 
 
 TEST_CASE("GPT with set_recompute: the same gradients, a fraction of the tensor bytes kept", "[recompute]") {
   for (const char* variant : {"qkv", "kv", "single+"}) {
-    ModelConfig cfg;
-    cfg.task = "lm";
-    cfg.variant = parse_variant(variant);
-    cfg.d_model = 32;
-    cfg.n_heads = 4;
-    cfg.n_layers = 3;
-    cfg.context = 16;
-    cfg.vocab_size = 20;
-    cfg.resolve();
-    Generator g(5);
-    std::vector<int64_t> ids, next;
-    for (int i = 0; i < 8 * 16; ++i) ids.push_back(g.randint(0, 20)), next.push_back(g.randint(0, 20));
-    const Array x = Array::from_vector(ids, {8, 16}), y = Array::from_vector(next, {8, 16});
+    const ModelConfig cfg = testing::lm_config(variant, 32, 4, 3, 16, 20);
+    const auto batch = testing::random_lm_batch(8, 16, 20, 5);  // not a structured binding: lambdas use it
+    const Array &x = batch.first, &y = batch.second;
 
     auto step = [&](bool recompute, std::vector<Array>& grads) {
       GPT model(cfg, 9);

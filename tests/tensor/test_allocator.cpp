@@ -11,6 +11,7 @@
 #include "nn/optim.h"
 #include "tensor/allocator.h"
 #include "tensor/random.h"
+#include "tests/lm_fixture.h"
 
 using namespace qkvlab;
 
@@ -97,21 +98,10 @@ TEST_CASE("allocator: what is mapped never exceeds the most bytes ever live at o
 }
 
 TEST_CASE("allocator: a training loop maps the same memory at step 4 and at step 12", "[allocator]") {
-  ModelConfig cfg;
-  cfg.task = "lm";
-  cfg.variant = parse_variant("qkv");
-  cfg.d_model = 64;
-  cfg.n_heads = 4;
-  cfg.n_layers = 2;
-  cfg.context = 64;
-  cfg.vocab_size = 65;
-  cfg.resolve();
-  GPT model(cfg, 1);
+  GPT model(testing::lm_config("qkv", 64, 4, 2, 64, 65), 1);
   AdamW opt(make_param_groups(model, 0.01), 1e-3);
-  Generator g(2);
-  std::vector<int64_t> ids, next;
-  for (int i = 0; i < 16 * 64; ++i) ids.push_back(g.randint(0, 65)), next.push_back(g.randint(0, 65));
-  const Array x = Array::from_vector(ids, {16, 64}), y = Array::from_vector(next, {16, 64});
+  const auto batch = testing::random_lm_batch(16, 64, 65, 2);
+  const Array &x = batch.first, &y = batch.second;
   model.train();
   if (!have_pool()) return;
   release_cached_blocks();
