@@ -13,6 +13,7 @@
 #include "app/attention_maps.h"
 #include "app/model_flags.h"
 #include "app/plot.h"
+#include "app/report.h"
 
 namespace qkvlab::app {
 
@@ -85,16 +86,15 @@ void run(StudyArgs& a) {
       r.metric.push_back(lm ? t.eval.perplexity() : t.eval.accuracy);
       r.loss.push_back(t.eval.loss);
       r.seconds.push_back(t.seconds);
-      if (s == 0) {
-        r.curve = t.losses;
-        if (!a.no_maps) {
-          std::string maps_dir = o.out_dir + "/attention";
-          make_dirs(maps_dir);
-          std::string text = lm ? "ROMEO:\nBut soft, what light through yonder window breaks?" : "";
-          if (lm && int64_t(text.size()) > r.cfg.context) text.resize(size_t(r.cfg.context));
-          ModelInput in = make_input(*model, text, 0, seed, a.model.data_dir);
-          r.maps = attention_maps(*model, in, maps_dir, "");
-        }
+      if (s == 0) r.curve = t.losses;
+      if (!a.no_maps) {  // PNGs for the first seed; the values behind them for every seed (report.html)
+        std::string maps_dir = o.out_dir + "/attention";
+        make_dirs(maps_dir);
+        std::string text = lm ? "ROMEO:\nBut soft, what light through yonder window breaks?" : "";
+        if (lm && int64_t(text.size()) > r.cfg.context) text.resize(size_t(r.cfg.context));
+        ModelInput in = make_input(*model, text, 0, seed, a.model.data_dir);
+        if (s == 0) r.maps = attention_maps(*model, in, maps_dir, "");
+        write_map_values(*model, {in}, seed, maps_dir + "/maps.json");
       }
     }
     // KV cache per token for the whole model, float32 as qkvlab stores it.
@@ -162,6 +162,8 @@ void run(StudyArgs& a) {
              (smooth > 1 ? ", mean of " + std::to_string(smooth) + " steps" : "");
   co.log_y = true;
   plot::write_line_chart(a.out + "/loss_curves.png", curves, co);
+  // report.html from the files above (app/report.h); if it fails, one line on stderr and the study still succeeds.
+  const bool report = write_report_after_study(a.out);
 
   if (a.common.json) {
     std::printf("%s\n", j.dump(2).c_str());
@@ -175,9 +177,9 @@ void run(StudyArgs& a) {
                                     metric_name, "max abs(S-S^T)", "train time"},
                                    rows)
                         .c_str());
-  std::printf("\nwrote %s/results.json, results.csv, loss_curves.png and one folder per variant (checkpoint, "
+  std::printf("\nwrote %s/results.json, results.csv, loss_curves.png%s and one folder per variant (checkpoint, "
               "metrics.jsonl, attention/*.png)\n",
-              a.out.c_str());
+              a.out.c_str(), report ? ", report.html (open it in a browser)" : "");
 }
 }  // namespace
 

@@ -28,6 +28,7 @@ void register_generate(CLI::App& app);
 void register_attention(CLI::App& app);
 void register_study(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_report(CLI::App& app);
 
 // mkdir -p: creates the folder and its parents; errors if it cannot, or if the result is not a writable folder.
 void make_dirs(const std::string& path);
