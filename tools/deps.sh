@@ -6,15 +6,17 @@
 #   bash tools/deps.sh --all      everything, including what the notebooks need
 set -euo pipefail
 
-CORE="g++ make catch2 libcli11-dev libstb-dev nlohmann-json3-dev zlib1g-dev python3 python3-numpy"
+CORE="g++ make catch2 libcli11-dev libstb-dev nlohmann-json3-dev zlib1g-dev python3 python3-numpy libjs-chart.js"
 DATA="dataset-fashion-mnist fortunes"
 NOTEBOOKS="jupyter-core python3-nbclient python3-ipykernel python3-matplotlib python3-nbformat graphviz"
 BENCH="libopenblas-dev python3-torch"
+REPORT="chromium python3-websocket"  # --report: the browser test of report.html (tests/report/browser_test.py)
 
 PKGS="$CORE $DATA"
 case "${1:-}" in
   --bench) PKGS="$PKGS $BENCH" ;;
   --notebooks) PKGS="$PKGS $NOTEBOOKS" ;;
+  --report) PKGS="$PKGS $REPORT" ;;
   --all) PKGS="$PKGS $NOTEBOOKS $BENCH" ;;
   "") ;;
   *) echo "deps: unknown option '$1' (use --bench, --notebooks or --all)" >&2; exit 2 ;;
