@@ -137,8 +137,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dir", help="a study's output folder holding report.html and results.json")
     ap.add_argument("--require", action="store_true", help="fail (exit 1) instead of skipping without a browser")
-    ap.add_argument("--screenshot", metavar="PATH", help="also save a PNG of the page's first screens")
-    ap.add_argument("--width", type=int, default=1280)
+    ap.add_argument("--screenshot", metavar="PATH", help="also save a PNG of the page as first opened")
+    ap.add_argument("--width", type=int, default=1280, help="window width in CSS pixels (default 1280)")
+    ap.add_argument("--screenshot-height", type=int, default=0,
+                    help="height of the screenshot from the top of the page (default: down to the attention maps)")
     args = ap.parse_args()
 
     page = os.path.abspath(os.path.join(args.dir, "report.html"))
@@ -325,7 +327,9 @@ def main():
             deadline = time.time() + 30
             while dt.js("document.body && document.body.getAttribute('data-ready')") != "1" and time.time() < deadline:
                 time.sleep(0.1)
-            height = dt.js("Math.min(document.documentElement.scrollHeight, 2400)")
+            height = args.screenshot_height or dt.js(
+                "Math.ceil(document.getElementById('maps').getBoundingClientRect().bottom + window.scrollY + 12)")
+            height = min(height, dt.js("document.documentElement.scrollHeight"))
             shot = dt.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
                                                       "clip": {"x": 0, "y": 0, "width": args.width, "height": height,
                                                                "scale": 1}})
