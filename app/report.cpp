@@ -19,7 +19,7 @@ namespace qkvlab::app {
 
 namespace {
 namespace fs = std::filesystem;
-using nlohmann::json;
+using json = nlohmann::ordered_json;  // keeps results.json's key order (recipe, ...)
 
 // The page: HTML, CSS and script, with three markers the writer replaces (see kPage's comments).
 constexpr const char* kPage =
@@ -155,9 +155,10 @@ json read_curve(const std::string& path) {
   return curve;
 }
 
-// maps.json as the page wants it: each map's probabilities as bytes (0..255 of the map's own maximum, base64), the
-// colour depth the canvas shows anyway; the maximum and max|S-S^T| exact. Returns null when the file is absent or
-// not what write_map_values writes.
+// maps.json as the page wants it: each map's probabilities as bytes, 0..255 of their row's maximum (base64; 8 bits is
+// the colour depth the canvas shows anyway, and per row even a causal map's long rows of ~1/T keep their detail),
+// with the row maxima (6 digits), the map's maximum and max|S-S^T|. Returns null when the file is absent or not what
+// write_map_values writes.
 json read_maps(const std::string& path, int64_t* count, int64_t* seed) {
   bool ok = false;
   std::string text = read_file(path, &ok);
@@ -174,21 +175,27 @@ json read_maps(const std::string& path, int64_t* count, int64_t* seed) {
       const int64_t n = m.value("size", int64_t(0));
       const json& p = m["probs"];
       if (n <= 0 || int64_t(p.size()) != n * n) return nullptr;
-      double vmax = 0;
-      for (const json& v : p) {
+      for (const json& v : p)
         if (!v.is_number()) return nullptr;
-        vmax = std::max(vmax, v.get<double>());
-      }
+      double vmax = 0;
+      json rows = json::array();
       std::vector<uint8_t> q(p.size());
-      for (size_t i = 0; i < p.size(); ++i) {
-        double v = vmax > 0 ? p[i].get<double>() / vmax : 0.0;
-        q[i] = uint8_t(std::lround(std::clamp(v, 0.0, 1.0) * 255.0));
+      for (int64_t r = 0; r < n; ++r) {
+        double rmax = 0;
+        for (int64_t c = 0; c < n; ++c) rmax = std::max(rmax, p[size_t(r * n + c)].get<double>());
+        for (int64_t c = 0; c < n; ++c) {
+          double v = rmax > 0 ? p[size_t(r * n + c)].get<double>() / rmax : 0.0;
+          q[size_t(r * n + c)] = uint8_t(std::lround(std::clamp(v, 0.0, 1.0) * 255.0));
+        }
+        rows.push_back(round_sig(rmax, 6));
+        vmax = std::max(vmax, rmax);
       }
       maps.push_back({{"layer", m.value("layer", int64_t(0))},
                       {"head", m.value("head", int64_t(0))},
                       {"size", n},
                       {"asymmetry", m.value("asymmetry", 0.0)},
                       {"vmax", vmax},
+                      {"rows", std::move(rows)},
                       {"q", base64(q)}});
       ++*count;
     }

@@ -291,6 +291,10 @@ def main():
                 stat_after = dt.js("document.getElementById('asym-a').textContent")
                 check("maps: choosing another head changes the map", before != after and ("head " + other) in stat_after,
                       "pixels %s -> %s, caption %r -> %r" % (before[:20], after[:20], stat_before, stat_after))
+            shown = dt.js(MAP_HASH % "a")
+            dt.js("(() => { const s = document.getElementById('a-scale'); s.value = s.value === 'one' ? 'row' : 'one'; "
+                  "s.dispatchEvent(new Event('change')); })()")
+            check("maps: another colour scale redraws the map", dt.js(MAP_HASH % "a") != shown, "pixels unchanged")
             ink = dt.js(INK % "map-a")
             check("maps: the map is drawn", ink > 100, "%s coloured pixels" % ink)
             # Every symmetric variant (Q=K-V, Q=K=V) shows exactly 0 on every head of its first seed.
