@@ -206,10 +206,11 @@ json read_maps(const std::string& path, int64_t* count, int64_t* seed) {
   return inputs;
 }
 
+// Text that is not UTF-8 (a label cut inside a character) becomes U+FFFD rather than an exception.
 // Inline <script> content must not close the element early: "<" only occurs inside JSON strings, where \u003c
 // means the same character.
 std::string script_safe_json(const json& j) {
-  std::string s = j.dump();
+  std::string s = j.dump(-1, ' ', false, json::error_handler_t::replace);
   std::string out;
   out.reserve(s.size());
   for (char c : s) {
@@ -263,7 +264,7 @@ void write_map_values(TransformerModel& model, const std::vector<ModelInput>& in
     }
     j["inputs"].push_back(std::move(in));
   }
-  write_atomically(path, j.dump() + "\n");
+  write_atomically(path, j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
 ReportInfo write_report(const std::string& dir, const std::string& chart_js) {

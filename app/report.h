@@ -5,6 +5,9 @@
 //   <variant>[/seed<N>]/attention/maps.json  the attention maps' values (written by write_map_values below)
 // Charts use Chart.js from Debian's libjs-chart.js, read when the page is written; without it the page shows the
 // same numbers as tables. The attention maps are drawn by the page's own canvas code.
+// Why Chart.js and not Vega: Debian's libjs-vega ships only the separate vega-* modules (no vega.js bundle), and
+// each module's browser build starts with `global.vega = {}`, wiping the modules loaded before it, so they cannot
+// be inlined as plain scripts without a bundler; libjs-chart.js is one self-contained UMD file (3.9.1, 195 KB).
 #pragma once
 #include <cstdint>
 #include <string>
