@@ -9,8 +9,9 @@ check failed. Without a browser (or without python3-websocket) it prints SKIP an
 
 Checks: the page logs no console error or exception and requests nothing from the network; every variant of
 results.json is in the table and in the loss curves (or their fallback table when the page was written without
-Chart.js); sorting a column reorders the rows; choosing another head changes the map's pixels; the symmetric
-variants show max|S-S^T| = 0; the KV-cache bars carry results.json's numbers.
+Chart.js), on a log scale with a seed band and values on hover; sorting a column reorders the rows; choosing another
+head (or colour scale) changes the map's pixels, and hovering a cell names it; the symmetric variants show
+max|S-S^T| = 0; the KV-cache bars carry results.json's numbers; the (X)+ temperatures are shown (or their absence).
 """
 import argparse
 import base64
@@ -295,6 +296,11 @@ def main():
             dt.js("(() => { const s = document.getElementById('a-scale'); s.value = s.value === 'one' ? 'row' : 'one'; "
                   "s.dispatchEvent(new Event('change')); })()")
             check("maps: another colour scale redraws the map", dt.js(MAP_HASH % "a") != shown, "pixels unchanged")
+            hover = dt.js("""(() => { const c = document.getElementById('map-a'); const r = c.getBoundingClientRect();
+                c.dispatchEvent(new MouseEvent('mousemove', {clientX: r.right - 3, clientY: r.bottom - 3, bubbles: true}));
+                return document.getElementById('readout-a').textContent; })()""")
+            check("maps: hover names the cell and its value", "query" in hover and "key" in hover and "p \u2248" in hover,
+                  "readout %r" % hover)
             ink = dt.js(INK % "map-a")
             check("maps: the map is drawn", ink > 100, "%s coloured pixels" % ink)
             # Every symmetric variant (Q=K-V, Q=K=V) shows exactly 0 on every head of its first seed.
