@@ -287,8 +287,10 @@ ReportInfo write_report(const std::string& dir, const std::string& chart_js) {
   json meta = json::object();
   for (auto it = results.begin(); it != results.end(); ++it)
     if (it.key() != "variants") meta[it.key()] = it.value();
-  std::string folder = fs::path(dir).lexically_normal().filename().string();
-  if (folder.empty()) folder = fs::path(dir).lexically_normal().parent_path().filename().string();
+  std::error_code ec;
+  const fs::path where = fs::absolute(dir, ec).lexically_normal();  // "runs/demo/" and "." name a folder too
+  std::string folder = where.filename().string();
+  if (folder.empty()) folder = where.parent_path().filename().string();
   meta["folder"] = folder;
 
   const std::string task = results.value("task", std::string());
