@@ -1,5 +1,7 @@
 #include "app/attention_maps.h"
 
+#include "app/common.h"
+
 #include <cmath>
 
 #include "app/plot.h"
