@@ -122,6 +122,9 @@ void run(TrainArgs& a) {
                 "checkpoint: %s/model.safetensors\n",
                 (long long)r.steps, r.seconds, r.tokens_per_s, r.eval.loss, r.eval.perplexity(), r.eval.accuracy,
                 a.out.c_str());
+    std::string temps;
+    for (double t : pe_temperatures(*model)) temps += (temps.empty() ? "" : ", ") + fixed(t, 3);
+    if (!temps.empty()) std::printf("(X)+ temperature sum w per layer: %s\n", temps.c_str());
   }
   if (ranks > 1 && !a.common.json)
     std::printf("allreduce: %.2f ms per step (%lld steps, %.1f KB fused buffer), %.1f %% of the wall time\n",
