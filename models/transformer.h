@@ -25,8 +25,9 @@ struct Block : Module {
 
 // What every model shares: its config, the blocks, and the generator that drives dropout.
 //
-// Initialisation (config.init; DESIGN.md "Initialisation"). Every layer first draws GPT-2 style (N(0, 0.02) weights,
-// zero biases); then init_weights() redraws, in registration order, from the same generator:
+// Initialisation (config.init; docs/RESULTS.md, "What the init does to the verdict"). Every layer first draws
+// GPT-2 style (N(0, 0.02) weights, zero biases); then init_weights() redraws, in registration order, from the same
+// generator:
 //   torch  PyTorch's module defaults, the authors' synthetic code: every Linear's weight AND bias ~ U(-1/sqrt(in),
 //          1/sqrt(in)); the Encoder's digits go one-hot through a Linear(vocab, d) with bias (tok_emb.weight and
 //          tok_emb.bias, U(-1/sqrt(vocab), ..)); other embeddings N(0, 1) (nn.Embedding's default), except the ViT's
