@@ -34,7 +34,8 @@ struct Block : Module {
 //          position embedding and CLS token, which stay N(0, 0.02) as in the authors' vision code. LayerNorm 1 / 0.
 //   gpt2   nothing redrawn (the authors' LM code).
 // Under torch the position embedding starts 4-5x the token signal (std 1 against 0.18 for a digit's weight row,
-// 0.26 with the bias); under gpt2 the two start equal. Then the (X)+ weights w (config.pe_init): normal N(0, 0.02), identity 1/m, negative -1/m.
+// 0.26 with the bias); under gpt2 the two start equal. Then the (X)+ weights w (config.pe_init): normal N(0, 0.02),
+// identity 1/m, negative -1/m.
 class TransformerModel : public Module {
  public:
   TransformerModel(const ModelConfig& cfg, uint64_t seed);  // weights are drawn from generator() seeded here
