@@ -80,7 +80,10 @@ def main():
     print(table(found, lambda T, d, h: True, "All finished cells:"))
     for T in LENGTHS:
         print()
-        print(table(found, lambda T2, d, h, T=T: T2 == T, f"Length {T}:"))
+        if any(k[0] == T for k in found):
+            print(table(found, lambda T2, d, h, T=T: T2 == T, f"Length {T}:"))
+        else:
+            print(f"Length {T}: no finished cells")
     missing = [f"T{T}_d{d}_h{h}/{task}" for T in LENGTHS for d in DIMS for h in HEADS for task in TASKS
                if (T, d, h, task) not in found]
     print()
