@@ -25,6 +25,7 @@ struct ModelConfig {
   int64_t image = 28;           // ViT: image side
   double dropout = 0.0;
   std::vector<int> vocab;       // LM: the byte value of each token id
+  std::string data;             // LM: the corpus trained on (file or folder), so eval can default to it
 
   std::string model_kind() const;        // "gpt", "encoder" or "vit", from task
   int64_t hidden() const { return ffn > 0 ? ffn : 4 * d_model; }

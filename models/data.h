@@ -22,6 +22,16 @@ namespace qkvlab {
 // The bytes of a file. A missing file, a directory or an unreadable file is an Error naming the path.
 std::string read_file(const std::string& path);
 
+// An LM corpus (docs/DESIGN.md, section "Tasks and data"). `path` is a text file, or a folder: then its regular
+// files are concatenated in sorted name order, skipping symbolic links, sub-folders and the `.dat` index files
+// of fortune(6), so the same folder always gives the same bytes. `files` (optional) receives how many were read.
+std::string read_corpus(const std::string& path, int* files = nullptr);
+// The folder `train --task lm` learns when no --data is given: $QKVLAB_CORPUS_DIR, else the English fortunes of
+// Debian's `fortunes` package (/usr/share/games/fortunes, about 2.6 MB).
+std::string default_corpus_dir();
+// The one-line error when that folder is missing: which package to install, or --data FILE.
+[[noreturn]] void missing_default_corpus(const std::string& dir);
+
 // ---------------------------------------------------------------------------------------------------------------
 // Byte tokenizer: one token per distinct byte of the corpus, ids in increasing byte order.
 // "hello" -> vocabulary e h l o (ids 0..3), encode("hell") = 1 0 2 2.
