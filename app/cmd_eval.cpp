@@ -1,5 +1,5 @@
 // qkvlab eval: loss / perplexity / accuracy of a checkpoint on its task's held-out data, or on --data FILE
-// (LM: consecutive windows of context+1 bytes from the start of the file, DESIGN.md section 7).
+// (LM: consecutive windows of context+1 bytes from the start of the file, docs/DESIGN.md section 7).
 #include <nlohmann/json.hpp>
 
 #include "app/model_flags.h"

@@ -1,5 +1,5 @@
 // A model's configuration: everything needed to rebuild it, stored as JSON in the checkpoint's
-// __metadata__["config"] (DESIGN.md section 6).
+// __metadata__["config"] (docs/DESIGN.md section 6).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -37,7 +37,7 @@ struct ModelConfig {
 
 bool is_synthetic_task(const std::string& task);
 
-// GPT presets of DESIGN.md section 5 (the PyTorch reference in bench/ uses the same):
+// GPT presets of docs/DESIGN.md section 5 (the PyTorch reference in bench/ uses the same):
 //   tiny  = context 64, d 64, 4 heads, 2 layers (batch 32)
 //   small = context 128, d 128, 4 heads, 4 layers (batch 32)
 ModelConfig gpt_preset(const std::string& name);

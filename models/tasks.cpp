@@ -136,7 +136,7 @@ class FashionMnistTask : public EpochTask {
 
 std::unique_ptr<TaskData> make_task(const TaskOptions& o) {
   if (o.task == "lm") {
-    // No --data: the default corpus (docs/DESIGN.md, "Tasks and data"); the name printed says which one it was.
+    // No --data: the default corpus (docs/DESIGN.md section 7); the name printed says which one it was.
     const bool default_corpus = o.data.empty();
     const std::string path = default_corpus ? default_corpus_dir() : o.data;
     struct stat st;

@@ -207,7 +207,8 @@ TEST_CASE("cli: train an LM on a text file, eval --data counts windows and ppl =
   CHECK(std::isfinite(loss));
   CHECK(j["perplexity"].get<double>() == Approx(std::exp(loss)).epsilon(1e-12));
 
-  // The same score computed here, from the checkpoint, with the library (DESIGN.md 7: consecutive windows).
+  // The same score computed here, from the checkpoint, with the library (docs/DESIGN.md section 7: consecutive
+  // windows).
   {
     int saved = num_threads();
     set_num_threads(1);
