@@ -236,6 +236,24 @@ def load_gpt(ckpt):
     return model.eval(), cfg
 
 
+def read_corpus(path):
+    """The bytes qkvlab trained on: a file, or a folder's regular files in sorted name order without links and
+    fortune's .dat index files, each ending in a newline (as qkvlab's read_corpus; config key "data")."""
+    if not os.path.isdir(path):
+        with open(path, "rb") as f:
+            return f.read()
+    out = b""
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if name.startswith(".") or name.endswith(".dat") or os.path.islink(full) or not os.path.isfile(full):
+            continue
+        with open(full, "rb") as f:
+            out += f.read()
+        if out and not out.endswith(b"\n"):
+            out += b"\n"
+    return out
+
+
 def save_gpt(model, cfg, path):
     """Writes the model as a qkvlab checkpoint (float32, config in __metadata__) that qkvlab loads."""
     write_safetensors(path, dict(model.state_dict()), {"config": json.dumps(cfg)})
