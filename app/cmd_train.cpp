@@ -147,7 +147,7 @@ void register_train(CLI::App& app) {
   add_common_flags(cmd, args->common);
   cmd->footer(
       "Examples:\n"
-      "  qkvlab train --task lm --variant kv --steps 2000      (the default corpus: Debian's fortunes)\n"
+      "  qkvlab train --task lm --variant kv --steps 2000   # no --data: the default corpus\n"
       "  qkvlab train --task lm --data README.md --variant kv --steps 200 --out runs/lm-readme\n"
       "  qkvlab train --task reverse --variant single+ --epochs 2\n"
       "  qkvlab train --task fmnist --variant qkv --epochs 2\n"
