@@ -11,8 +11,11 @@
 # Never add -ffast-math: it breaks NaN detection and gradcheck.
 
 # Every target compiles in parallel, one job per core; `make JOBS=1` (or -jN on the command line) overrides it.
+# (Only the top-level make sets it: a recursive $(MAKE) shares the parent's job slots.)
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+ifeq ($(MAKELEVEL),0)
 MAKEFLAGS += -j$(JOBS)
+endif
 
 CXX      ?= g++
 MODE     ?= release
