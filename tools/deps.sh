@@ -5,7 +5,8 @@
 #   bash tools/deps.sh --bench    also OpenBLAS and PyTorch, the yardsticks of `make bench` (large: ~1 GB)
 #   bash tools/deps.sh --notebooks  also what the notebooks need (the Jupyter notebook server, nbclient,
 #                                 matplotlib, graphviz): then `jupyter notebook notebooks/` opens them
-#   bash tools/deps.sh --all      everything above
+#   bash tools/deps.sh --report   also chromium, for the browser test of report.html
+#   bash tools/deps.sh --all      everything above but --report
 # Options combine: bash tools/deps.sh --bench --notebooks.
 set -euo pipefail
 
