@@ -2,12 +2,20 @@
 
 #include "app/common.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "app/plot.h"
 #include "models/data.h"
 
 namespace qkvlab::app {
+
+std::string in_vocabulary(const ModelConfig& cfg, const std::string& text) {
+  std::string out;
+  for (unsigned char c : text)
+    if (std::find(cfg.vocab.begin(), cfg.vocab.end(), int(c)) != cfg.vocab.end()) out += char(c);
+  return out;
+}
 
 ModelInput make_input(const TransformerModel& model, const std::string& text, int64_t index, uint64_t seed,
                       const std::string& data_dir) {

@@ -25,6 +25,9 @@ struct ModelInput {
 
 // LM: text (bytes in the vocabulary, at most `context`); synthetic: a digit string of the model's length, or
 // empty for the first test sequence of `seed`; fmnist: image `index` of the test set in data_dir.
+// `text` without the bytes an LM's vocabulary lacks (its config's "vocab"), so that a fixed sample text can be
+// shown to a model trained on any corpus.
+std::string in_vocabulary(const ModelConfig& cfg, const std::string& text);
 ModelInput make_input(const TransformerModel& model, const std::string& text, int64_t index, uint64_t seed,
                       const std::string& data_dir);
 

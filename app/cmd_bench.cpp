@@ -5,8 +5,8 @@
 //   bench decode    generation tokens/s with and without the KV cache, and the cache bytes per token
 //   bench scaling   training step time vs context and vs width, QKV against Q-K=V, as a table and PNG charts
 //
-// Yardsticks (optional): --openblas PROGRAM (../shared/bench/sgemm_ref.c built with -lopenblas) and --torch
-// COMMAND (/usr/bin/python3 ../shared/bench/torch_tinygpt.py) run the same work in their own processes,
+// Yardsticks (optional): --openblas PROGRAM (bench/sgemm_openblas.c built with -lopenblas) and --torch
+// COMMAND (/usr/bin/python3 bench/torch_gpt.py) run the same work in their own processes,
 // alternating with ours row by row, so that slow phases of a busy machine hit both; the tables then gain a ratio
 // column (ours / theirs). Figures are the median of --repeats independent measurements with [min-max].
 // Threads: --threads N measures N only; the default measures 1 thread and all cores.
@@ -149,7 +149,7 @@ void print_title(const std::string& title, const std::string& note) {
 }
 
 // ---- matmul -------------------------------------------------------------------------------------------------
-// Names and layouts as in ../shared/bench/sgemm_ref.c, so that its OpenBLAS rows line up with ours.
+// Names and layouts as in bench/sgemm_openblas.c, so that its OpenBLAS rows line up with ours.
 // ta: A stored K x M (the product reads the transposed view); tb: B stored N x K (x @ W^T, as nn.Linear).
 struct MatShape {
   std::string name;
@@ -240,7 +240,7 @@ struct MatProblem {
 };
 
 // Best GFLOP/s of `samples` samples; each sample repeats the product until it has run >= min_ms. The best, not the
-// median: on a shared machine the other processes only ever make a sample slower (as ../shared/bench/sgemm_ref).
+// median: on a shared machine the other processes only ever make a sample slower (as bench/sgemm_openblas.c).
 double time_gflops(const std::function<void()>& call, double flops, int samples, double min_ms) {
   call();  // warm-up: caches, pack buffers, thread pool
   double t0 = now_s();
@@ -277,7 +277,7 @@ void run_matmul(MatmulArgs a) {
   for (int r = 0; r < a.repeats; ++r) {
     for (int t : threads) {
       if (!a.openblas.empty() && !ref_names.empty()) {
-        // sgemm_ref prints: shape impl M K N batch op best_GF/s med_GF/s reps max_relerr
+        // sgemm_openblas prints: shape impl M K N batch op best_GF/s med_GF/s reps max_relerr
         const std::string out = run_child(
             "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=" + std::to_string(t) +
                 " OMP_NUM_THREADS=1 " + quote(a.openblas) + " --impl openblas --samples " + std::to_string(a.samples) +
@@ -332,7 +332,7 @@ void run_matmul(MatmulArgs a) {
 }
 
 // ---- train --------------------------------------------------------------------------------------------------
-// The work of ../shared/bench/torch_tinygpt.py: a GPT preset on uniform random tokens (vocabulary 65), AdamW
+// The work of bench/torch_gpt.py: a GPT preset on uniform random tokens (vocabulary 65), AdamW
 // (lr 1e-3, weight decay 0.01), batch 32; tokens/s = batch x context / median step time after warm-up.
 struct TrainArgs {
   CommonFlags common;
@@ -401,12 +401,9 @@ struct TrainRow {
   int64_t params = 0;
 };
 
-// torch_tinygpt.py names the variants differently.
+// The variants bench/torch_gpt.py has (no GQA, no (X)+ bias): "" for the others.
 std::string torch_variant(const std::string& v) {
-  if (v == "qkv" || v == "single") return v;
-  if (v == "kv") return "kv_shared";
-  if (v == "qk") return "qk_shared";
-  return "";
+  return v == "qkv" || v == "kv" || v == "qk" || v == "single" ? v : "";
 }
 
 void run_train(TrainArgs a) {
@@ -491,7 +488,7 @@ void run_train(TrainArgs a) {
               how + "batch " + std::to_string(a.batch) + ", AdamW, uniform random tokens (vocabulary 65); tokens/s from the "
               "median step after " + std::to_string(a.warmup) + " warm-up steps; median [min-max] of " +
               std::to_string(a.repeats) + " processes (one per row and repeat, so peak RSS is the row's own); " +
-              (have_ref ? "ratio = ours / PyTorch (torch_tinygpt.py, same thread count; 2 threads = 2 OpenMP x 2 "
+              (have_ref ? "ratio = ours / PyTorch (bench/torch_gpt.py, same thread count; 2 threads = 2 OpenMP x 2 "
                           "OpenBLAS threads, passive waiting)"
                         : "no PyTorch figures (see bench/run.sh)"));
   std::vector<std::string> head{"preset", "variant", "threads", "parameters", "ours tok/s", "ours peak RSS MB"};
@@ -706,7 +703,7 @@ void register_bench(CLI::App& app) {
       ->default_val("all");
   mc->add_option("--repeats", m->repeats, "independent measurements per row (median [min-max])")->default_val(3);
   mc->add_option("--samples", m->samples, "timed samples per measurement (the best counts)")->default_val(9);
-  mc->add_option("--openblas", m->openblas, "sgemm_ref program (../shared/bench/sgemm_ref.c) for the ratio column");
+  mc->add_option("--openblas", m->openblas, "bench/sgemm_openblas.c built with -lopenblas, for the ratio column");
   mc->add_flag("--quick", m->quick, "1 repeat, 5 shorter samples");
   add_common_flags(mc, m->common);
   mc->callback([m] { run_matmul(*m); });
@@ -720,7 +717,8 @@ void register_bench(CLI::App& app) {
   tc->add_option("--steps", t->steps, "timed steps per process (0: tiny 30, small 8)")->default_val(0);
   tc->add_option("--warmup", t->warmup, "untimed steps first")->default_val(2);
   tc->add_option("--batch", t->batch, "sequences per step")->default_val(32);
-  tc->add_option("--torch", t->torch, "command running ../shared/bench/torch_tinygpt.py, for the ratio column");
+  tc->add_option("--torch", t->torch, "command running bench/torch_gpt.py (/usr/bin/python3 bench/torch_gpt.py), for "
+                                      "the ratio column");
   tc->add_flag("--quick", t->quick, "1 repeat, fewer steps");
   tc->add_flag("--recompute", t->recompute, "ours recomputes block activations in backward (train --recompute)");
   tc->add_flag("--worker", t->worker, "measure one row in this process (used by bench train itself)")

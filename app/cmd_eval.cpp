@@ -1,5 +1,5 @@
 // qkvlab eval: loss / perplexity / accuracy of a checkpoint on its task's held-out data, or on --data FILE
-// (LM: consecutive windows of context+1 bytes from the start of the file, DESIGN.md section 7).
+// (LM: consecutive windows of context+1 bytes from the start of the file, docs/DESIGN.md section 7).
 #include <nlohmann/json.hpp>
 
 #include "app/model_flags.h"
@@ -23,9 +23,11 @@ void run(const EvalArgs& a) {
   EvalResult r;
   std::string on;
   if (cfg.task == "lm") {
-    check(!a.data.empty(), "eval: an LM checkpoint is scored on a text file: pass --data FILE");
-    std::string text = read_file(a.data);
-    check(!text.empty(), "eval: --data ", a.data, " is empty");
+    // Without --data: the corpus the checkpoint was trained on (its config's "data"), whole.
+    const std::string path = a.data.empty() ? cfg.data : a.data;
+    check(!path.empty(), "eval: this LM checkpoint does not record its corpus: pass --data FILE");
+    std::string text = read_corpus(path);
+    check(!text.empty(), "eval: --data ", path, " is empty");
     ByteTokenizer tok = ByteTokenizer::from_vocab(cfg.vocab);
     std::vector<Batch> batches = eval_windows(tok.encode(text), cfg.context, a.batch, a.max_examples);
     NoGradGuard no_grad;
@@ -42,7 +44,7 @@ void run(const EvalArgs& a) {
     r.loss = loss / double(targets);
     r.accuracy = correct / double(targets);
     r.examples = windows;
-    on = a.data + " (" + std::to_string(windows) + " windows of " + std::to_string(cfg.context + 1) + " bytes)";
+    on = path + " (" + std::to_string(windows) + " windows of " + std::to_string(cfg.context + 1) + " bytes)";
   } else {
     // --data would be silently ignored: the score would not be of the file the user named.
     check(a.data.empty(), "eval: --data is for LM checkpoints; ", a.ckpt, " is a ", cfg.task,
@@ -71,7 +73,8 @@ void register_eval(CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
   CLI::App* cmd = app.add_subcommand("eval", "Loss, perplexity and accuracy of a checkpoint");
   cmd->add_option("--ckpt", args->ckpt, "run directory or model.safetensors")->required();
-  cmd->add_option("--data", args->data, "LM: the text file to score (consecutive windows of context+1 bytes)");
+  cmd->add_option("--data", args->data, "LM: the text file (or folder) to score, in consecutive windows of context+1 "
+                                             "bytes (default: the corpus the checkpoint was trained on)");
   cmd->add_option("--data-dir", args->data_dir, "fmnist: the folder with the IDX files")
       ->default_val(kFashionMnistDir);
   cmd->add_option("--max-examples", args->max_examples, "score only the first N windows / sequences (0 = all)")

@@ -106,7 +106,9 @@ std::vector<VariantResult> study_one(StudyArgs& a) {
       if (!a.no_maps) {  // PNGs for the first seed; the values behind them for every seed (report.html)
         std::string maps_dir = o.out_dir + "/attention";
         make_dirs(maps_dir);
-        std::string text = lm ? "ROMEO:\nBut soft, what light through yonder window breaks?" : "";
+        // Only the bytes the corpus has (a corpus without ':' or '?' must not stop the study).
+        std::string text =
+            lm ? in_vocabulary(r.cfg, "ROMEO:\nBut soft, what light through yonder window breaks?") : "";
         if (lm && int64_t(text.size()) > r.cfg.context) text.resize(size_t(r.cfg.context));
         ModelInput in = make_input(*model, text, 0, seed, a.model.data_dir);
         if (s == 0) r.maps = attention_maps(*model, in, maps_dir, "");
@@ -277,7 +279,7 @@ void register_study(CLI::App& app) {
       "Examples:\n"
       "  qkvlab study --task reverse --variants paper-synthetic --d-model 64 --layers 2 --heads 2 --epochs 2 --seeds 3\n"
       "  qkvlab study --task swap --variants qkv,single,single+ --heads 2 --seeds 3 --inits torch,gpt2\n"
-      "  qkvlab study --task lm --data ../shared/data/tinyshakespeare.txt --variants paper-lm --heads 8 --steps 1500\n"
+      "  qkvlab study --task lm --variants paper-lm --heads 8 --steps 1500\n"
       "  qkvlab study --task fmnist --variants paper-synthetic --epochs 1");
   cmd->callback([args] { run(*args); });
 }

@@ -154,7 +154,8 @@ void register_train(CLI::App& app) {
   add_common_flags(cmd, args->common);
   cmd->footer(
       "Examples:\n"
-      "  qkvlab train --task lm --data ../shared/data/tinyshakespeare.txt --variant kv --steps 2000\n"
+      "  qkvlab train --task lm --variant kv --steps 2000   # no --data: the default corpus\n"
+      "  qkvlab train --task lm --data README.md --variant kv --steps 200 --out runs/lm-readme\n"
       "  qkvlab train --task reverse --variant single+ --epochs 2\n"
       "  qkvlab train --task fmnist --variant qkv --epochs 2\n"
       "Ctrl-C saves a checkpoint and stops with exit status 130 (128 + SIGINT: the run is not finished, so\n"

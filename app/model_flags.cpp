@@ -34,7 +34,8 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
       ->default_val("lm");
   cmd->add_option("--preset", f.preset, "LM model size: tiny (context 64, d 64, 4 heads, 2 layers) or small "
                                         "(context 128, d 128, 4 heads, 4 layers)");
-  cmd->add_option("--data", f.data, "lm: the text file to learn (90 % train, 10 % validation by bytes)");
+  cmd->add_option("--data", f.data, "lm: the text file (or folder of them) to learn, 90 % train, 10 % validation by "
+                                  "bytes (default: Debian's fortunes, /usr/share/games/fortunes, or $QKVLAB_CORPUS_DIR)");
   cmd->add_option("--data-dir", f.data_dir, "fmnist: the folder with the gzipped IDX files")
       ->default_val("/usr/share/datasets/fashion-mnist");
   cmd->add_option("--d-model", f.d_model, "model width (default: per task)");

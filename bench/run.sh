@@ -3,8 +3,9 @@
 # `make bench` runs it after building (`make bench-quick` passes --quick). Each section is one `qkvlab bench`
 # command (app/cmd_bench.cpp), which runs the yardstick in its own process alternately with ours, row by row, and
 # prints one markdown table with a ratio column (ours / theirs):
-#   matmul    OpenBLAS cblas_sgemm: ../shared/bench/sgemm_ref.c, built here with -lopenblas (libopenblas-dev)
-#   train     PyTorch: /usr/bin/python3 ../shared/bench/torch_tinygpt.py (python3-torch)
+#   matmul    OpenBLAS cblas_sgemm: bench/sgemm_openblas.c, built here with -lopenblas (libopenblas-dev), and
+#             the machine's FP32 FMA peak (bench/cpu_peak.c) as the ceiling
+#   train     PyTorch: /usr/bin/python3 bench/torch_gpt.py (python3-torch), the same GPT in PyTorch
 #   decode    ours only: with and without the KV cache, and the cache bytes against the formula
 #   scaling   ours only: step time vs context and vs width, QKV vs Q-K=V, charts in $OUT/
 # A missing yardstick is said in one line and our figures are printed alone (install: bash tools/deps.sh --bench).
@@ -19,7 +20,6 @@ cd "$(dirname "$0")/.."
 
 BUILD=${BUILD:-build/release}
 OUT=${OUT:-$BUILD/bench-results}
-SHARED=${SHARED:-../shared/bench}
 QKVLAB=$BUILD/qkvlab
 SECTIONS="matmul train decode scaling"
 FLAGS=()
@@ -47,23 +47,27 @@ REPORT="$OUT/bench_$STAMP.md"
 
 # The yardsticks, when they can run here.
 OPENBLAS=()
-if [ -f "$SHARED/sgemm_ref.c" ] && ${CC:-gcc} -O3 -march=native -fopenmp "$SHARED/sgemm_ref.c" -o "$OUT/sgemm_ref" \
-     -lopenblas -lm 2>/dev/null; then
-  OPENBLAS=(--openblas "$OUT/sgemm_ref")
+if ${CC:-gcc} -O2 bench/sgemm_openblas.c -o "$OUT/sgemm_openblas" -lopenblas -lm 2>/dev/null; then
+  OPENBLAS=(--openblas "$OUT/sgemm_openblas")
+fi
+PEAK=""
+if ${CC:-gcc} -O2 -march=native -fopenmp bench/cpu_peak.c -o "$OUT/cpu_peak" 2>/dev/null; then
+  PEAK=$("$OUT/cpu_peak" || true)
 fi
 TORCH=()
-if [ -f "$SHARED/torch_tinygpt.py" ] && /usr/bin/python3 -c "import torch" 2>/dev/null; then
-  TORCH=(--torch "/usr/bin/python3 $SHARED/torch_tinygpt.py")
+if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  TORCH=(--torch "/usr/bin/python3 bench/torch_gpt.py")
 fi
 
 section() {
   case "$1" in
     matmul)
-      [ ${#OPENBLAS[@]} -gt 0 ] || echo "OpenBLAS: not found (libopenblas-dev and $SHARED/sgemm_ref.c); our figures alone."
+      [ ${#OPENBLAS[@]} -gt 0 ] || echo "OpenBLAS: not found (libopenblas-dev); our figures alone."
+      [ -z "$PEAK" ] || echo "$PEAK (bench/cpu_peak.c: the ceiling)"
       echo
       "$QKVLAB" bench matmul "${FLAGS[@]}" "${OPENBLAS[@]}" ;;
     train)
-      [ ${#TORCH[@]} -gt 0 ] || echo "PyTorch: not found (python3-torch and $SHARED/torch_tinygpt.py); our figures alone."
+      [ ${#TORCH[@]} -gt 0 ] || echo "PyTorch: not found (python3-torch for /usr/bin/python3); our figures alone."
       echo
       "$QKVLAB" bench train "${FLAGS[@]}" "${TORCH[@]}"
       # The memory goal: `small` again, keeping only each block's input (train --recompute).

@@ -1,4 +1,4 @@
-// Checkpoints (DESIGN.md section 6): a run directory holds
+// Checkpoints (docs/DESIGN.md section 6): a run directory holds
 //   model.safetensors      the weights, with __metadata__["config"] = the model config as JSON
 //   optimizer.safetensors  optimizer buffers ("exp_avg.<param>", ...), "step", and the random generators'
 //                          states ("rng.data", "rng.model"), so a resumed run continues bit for bit
@@ -17,7 +17,7 @@ namespace qkvlab {
 // "run/" or "run/model.safetensors" -> "run/model.safetensors"; a missing path is an error naming it.
 std::string model_file(const std::string& ckpt);
 
-// __metadata__ holds "config" (DESIGN.md section 6) and, for a training run's checkpoint, "step": the step the
+// __metadata__ holds "config" (docs/DESIGN.md section 6) and, for a training run's checkpoint, "step": the step the
 // weights belong to, which --resume checks against optimizer.safetensors (the two files are renamed one after
 // the other, so a crash between them must not pair weights and optimizer state of different steps).
 void save_model(const std::string& path, const TransformerModel& model, int64_t step = -1);

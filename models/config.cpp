@@ -83,6 +83,7 @@ std::string ModelConfig::to_json() const {
       fail("model config: the recipe is not JSON: ", recipe);
     }
   }
+  if (task == "lm" && !data.empty()) j["data"] = data;
   return j.dump();
 }
 
@@ -143,6 +144,7 @@ ModelConfig ModelConfig::from_json(const std::string& text) {
               "checkpoint config: 'vocab' must hold byte values 0..255");
         c.vocab.push_back(b.get<int>());
       }
+      if (j.contains("data") && j["data"].is_string()) c.data = j["data"].get<std::string>();
     }
   } catch (const nlohmann::json::exception& e) {
     fail("checkpoint config: ", e.what());

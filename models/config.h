@@ -1,5 +1,5 @@
 // A model's configuration: everything needed to rebuild it, stored as JSON in the checkpoint's
-// __metadata__["config"] (DESIGN.md section 6).
+// __metadata__["config"] (docs/DESIGN.md section 6).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -35,6 +35,7 @@ struct ModelConfig {
   // The training recipe the weights came from, as a JSON object (trainer.h recipe_json); "" = not recorded (a
   // checkpoint from before the field). A record only: it does not change the model, and --resume ignores it.
   std::string recipe;
+  std::string data;             // LM: the corpus trained on (file or folder), so eval can default to it
 
   std::string model_kind() const;        // "gpt", "encoder" or "vit", from task
   int64_t hidden() const { return ffn > 0 ? ffn : 4 * d_model; }
@@ -48,7 +49,7 @@ bool is_synthetic_task(const std::string& task);
 // The task's default init: torch for the synthetic tasks and fmnist (the authors' code), gpt2 for the LM.
 std::string default_init(const std::string& task);
 
-// GPT presets of DESIGN.md section 5 (the PyTorch reference in bench/ uses the same):
+// GPT presets of docs/DESIGN.md section 5 (the PyTorch reference in bench/ uses the same):
 //   tiny  = context 64, d 64, 4 heads, 2 layers (batch 32)
 //   small = context 128, d 128, 4 heads, 4 layers (batch 32)
 ModelConfig gpt_preset(const std::string& name);

@@ -1,5 +1,6 @@
 #include "models/data.h"
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
@@ -7,6 +8,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <sstream>
@@ -39,6 +41,48 @@ std::string read_file(const std::string& path) {
   std::string why = bad ? errno_str() : "";
   std::fclose(f);
   check(!bad, "cannot read ", path, ": ", why);
+  return out;
+}
+
+std::string default_corpus_dir() {
+  const char* env = std::getenv("QKVLAB_CORPUS_DIR");
+  return env != nullptr && *env != '\0' ? env : "/usr/share/games/fortunes";
+}
+
+void missing_default_corpus(const std::string& dir) {
+  fail("--task lm: no --data FILE given and the default corpus ", dir, " is missing: install it with ",
+       "`apt-get install fortunes` (or make deps), or pass --data FILE (any text file)");
+}
+
+std::string read_corpus(const std::string& path, int* files) {
+  check(!path.empty(), "read_corpus: no path given");
+  struct stat st;
+  if (!stat_path(path, st)) fail("cannot read ", path, ": ", errno_str());
+  if (!S_ISDIR(st.st_mode)) {
+    if (files != nullptr) *files = 1;
+    return read_file(path);
+  }
+  DIR* d = ::opendir(path.c_str());
+  if (d == nullptr) fail("cannot read the folder ", path, ": ", errno_str());
+  std::vector<std::string> names;
+  while (const dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n.empty() || n[0] == '.') continue;
+    if (n.size() > 4 && n.compare(n.size() - 4, 4, ".dat") == 0) continue;  // fortune(6)'s binary index files
+    struct stat fs;
+    // lstat: the .u8 names of the fortunes package are links to the same files; sub-folders (off/) are left out.
+    if (::lstat((path + "/" + n).c_str(), &fs) != 0 || !S_ISREG(fs.st_mode)) continue;
+    names.push_back(n);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());  // byte order, independent of the locale and of readdir's order
+  check(!names.empty(), "the folder ", path, " holds no text files");
+  std::string out;
+  for (const auto& n : names) {
+    out += read_file(path + "/" + n);
+    if (!out.empty() && out.back() != '\n') out += '\n';
+  }
+  if (files != nullptr) *files = int(names.size());
   return out;
 }
 

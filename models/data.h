@@ -1,4 +1,4 @@
-// Data for the three kinds of task (DESIGN.md sections 5-7):
+// Data for the three kinds of task (docs/DESIGN.md sections 5-7):
 //   - LM: a byte-level tokenizer over any text file, split 90 % train / 10 % validation by bytes, random training
 //     windows and consecutive evaluation windows;
 //   - the paper's five synthetic tasks (REVERSE, SORT, SUB, SWAP, COPY) over digit sequences;
@@ -21,6 +21,16 @@ namespace qkvlab {
 
 // The bytes of a file. A missing file, a directory or an unreadable file is an Error naming the path.
 std::string read_file(const std::string& path);
+
+// An LM corpus (docs/DESIGN.md section 7). `path` is a text file, or a folder: then its regular
+// files are concatenated in sorted name order, skipping symbolic links, sub-folders and the `.dat` index files
+// of fortune(6), so the same folder always gives the same bytes. `files` (optional) receives how many were read.
+std::string read_corpus(const std::string& path, int* files = nullptr);
+// The folder `train --task lm` learns when no --data is given: $QKVLAB_CORPUS_DIR, else the English fortunes of
+// Debian's `fortunes` package (/usr/share/games/fortunes, about 2.6 MB).
+std::string default_corpus_dir();
+// The one-line error when that folder is missing: which package to install, or --data FILE.
+[[noreturn]] void missing_default_corpus(const std::string& dir);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Byte tokenizer: one token per distinct byte of the corpus, ids in increasing byte order.
@@ -67,7 +77,7 @@ struct Batch {
   Array y;  // (B,T) int64 targets, or (B) int64 labels
 };
 
-// Consecutive, non-overlapping windows of context+1 tokens from the start of `tokens` (DESIGN.md section 7,
+// Consecutive, non-overlapping windows of context+1 tokens from the start of `tokens` (docs/DESIGN.md section 7,
 // `eval --data`): window k covers tokens [k*(context+1), (k+1)*(context+1)); its inputs are the first `context`
 // tokens, its targets the next token at each position (x shifted by one). A tail shorter than context+1 is dropped.
 // Windows are grouped into batches of at most batch_size; max_windows > 0 keeps only the first max_windows.

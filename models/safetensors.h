@@ -1,4 +1,4 @@
-// safetensors files (DESIGN.md section 6): the checkpoint format that PyTorch, NumPy and Hugging Face tools read.
+// safetensors files (docs/DESIGN.md section 6): the checkpoint format that PyTorch, NumPy and Hugging Face tools read.
 //
 //   bytes 0..7     N, the header length, unsigned 64-bit little-endian
 //   bytes 8..8+N   the header: a JSON object, padded with trailing spaces (qkvlab pads to a multiple of 8)

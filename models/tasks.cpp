@@ -1,4 +1,6 @@
 // The three kinds of task: next-byte LM on any text file, the paper's five synthetic digit tasks, Fashion-MNIST.
+#include <sys/stat.h>
+
 #include <cmath>
 
 #include "models/data.h"
@@ -40,9 +42,11 @@ std::vector<Batch> chunk(const Array& x, const Array& y, int64_t limit, int64_t 
 
 class LMTask : public TaskData {
  public:
-  LMTask(const std::string& path, const std::string& corpus, const ByteTokenizer& tok, int64_t context)
-      : path_(path), data_(corpus, tok, context) {}
-  std::string name() const override { return "lm:" + path_; }
+  // path: the file or folder read (recorded in the config as "data"); label: what the output calls it.
+  LMTask(const std::string& path, const std::string& label, const std::string& corpus, const ByteTokenizer& tok,
+         int64_t context)
+      : path_(path), label_(label), data_(corpus, tok, context) {}
+  std::string name() const override { return "lm:" + label_; }
   void train_batch(int64_t batch, Generator& gen, Array& x, Array& y) override {
     Batch b = data_.sample(Split::Train, batch, gen);
     x = b.x;
@@ -59,10 +63,11 @@ class LMTask : public TaskData {
     cfg.vocab = data_.tokenizer().vocab();
     cfg.vocab_size = data_.tokenizer().size();
     cfg.context = data_.context();
+    cfg.data = path_;
   }
 
  private:
-  std::string path_;
+  std::string path_, label_;
   TextDataset data_;
 };
 
@@ -132,11 +137,19 @@ class FashionMnistTask : public EpochTask {
 
 std::unique_ptr<TaskData> make_task(const TaskOptions& o) {
   if (o.task == "lm") {
-    check(!o.data.empty(), "--task lm needs --data FILE: any text file (e.g. ../shared/data/tinyshakespeare.txt or "
-                           "/usr/share/games/fortunes/fortunes)");
-    std::string corpus = read_file(o.data);
-    check(!corpus.empty(), "--data ", o.data, " is empty");
-    return std::make_unique<LMTask>(o.data, corpus, ByteTokenizer::from_corpus(corpus), o.context);
+    // No --data: the default corpus (docs/DESIGN.md section 7); the name printed says which one it was.
+    const bool default_corpus = o.data.empty();
+    const std::string path = default_corpus ? default_corpus_dir() : o.data;
+    struct stat st;
+    if (default_corpus && ::stat(path.c_str(), &st) != 0) missing_default_corpus(path);
+    int files = 0;
+    std::string corpus = read_corpus(path, &files);
+    check(!corpus.empty(), "--data ", path, " is empty");
+    std::string name = path;
+    if (default_corpus || files > 1)
+      name += std::string(" (") + (default_corpus ? "the default corpus: " : "") + std::to_string(files) +
+              " files, " + std::to_string(corpus.size()) + " bytes)";
+    return std::make_unique<LMTask>(path, name, corpus, ByteTokenizer::from_corpus(corpus), o.context);
   }
   if (o.task == "fmnist") {
     check(fashion_mnist_available(o.data_dir), "Fashion-MNIST files not found in ", o.data_dir,
@@ -156,10 +169,12 @@ std::unique_ptr<TaskData> make_task_for(const ModelConfig& cfg, const TaskOption
   TaskOptions o = o0;
   o.task = cfg.task;
   if (cfg.task == "lm") {
-    check(!o.data.empty(), "an LM checkpoint is scored on a text file: pass --data FILE");
-    std::string corpus = read_file(o.data);
-    check(!corpus.empty(), "--data ", o.data, " is empty");
-    return std::make_unique<LMTask>(o.data, corpus, ByteTokenizer::from_vocab(cfg.vocab), cfg.context);
+    // Without --data: the corpus the checkpoint was trained on, as its config records it ("data").
+    const std::string path = o.data.empty() ? cfg.data : o.data;
+    check(!path.empty(), "an LM checkpoint is scored on a text file: pass --data FILE");
+    std::string corpus = read_corpus(path);
+    check(!corpus.empty(), "--data ", path, " is empty");
+    return std::make_unique<LMTask>(path, path, corpus, ByteTokenizer::from_vocab(cfg.vocab), cfg.context);
   }
   if (is_synthetic_task(cfg.task)) o.seq_len = cfg.context;
   return make_task(o);

@@ -2,7 +2,7 @@
 //   GPT      causal LM: token + learned position embeddings, pre-LN blocks, final LayerNorm, head tied to tok_emb
 //   Encoder  synthetic tasks: the same blocks without the causal mask, a per-token 10-way classifier
 //   ViT      Fashion-MNIST: patch embedding, CLS token, position embedding, encoder blocks, classifier on CLS
-// Parameter names follow DESIGN.md section 6 (tok_emb.weight, blocks.0.attn.q.weight, ...).
+// Parameter names follow docs/DESIGN.md section 6 (tok_emb.weight, blocks.0.attn.q.weight, ...).
 #pragma once
 #include <memory>
 #include <vector>

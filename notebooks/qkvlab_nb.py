@@ -18,7 +18,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent  # notebooks/ sits at the 
 BUILD = ROOT / "build" / "release"
 QKVLAB = BUILD / "qkvlab"
 LIB = BUILD / "libqkvlab.a"
-DATA = ROOT.parent / "shared" / "data"  # tiny Shakespeare lives beside the repository, never inside it
+# Optional data files you add yourself (e.g. tinyshakespeare.txt): data/ in the repository, or $QKVLAB_DATA.
+DATA = pathlib.Path(os.environ.get("QKVLAB_DATA", ROOT / "data"))
+# The corpus `qkvlab train --task lm` learns without --data: Debian's fortunes (package `fortunes`, make deps).
+CORPUS = pathlib.Path(os.environ.get("QKVLAB_CORPUS_DIR", "/usr/share/games/fortunes"))
 
 
 def setup(name):
@@ -63,7 +66,7 @@ def run(*cmd, check=True):
 def qkvlab(*args, quiet=False):
     """Runs build/release/qkvlab with these arguments, prints the command and its output, returns the seconds."""
     args = [str(a) for a in args]
-    shown = " ".join(shlex.quote(a) for a in args).replace(str(DATA), "$ROOT/../shared/data")
+    shown = " ".join(shlex.quote(a) for a in args)
     print("$ qkvlab " + shown.replace(str(ROOT), "$ROOT"))
     start = time.perf_counter()
     done = subprocess.run([str(QKVLAB), *args], capture_output=True, text=True)

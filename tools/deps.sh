@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
 # make deps: installs the Debian/Ubuntu packages qkvlab needs. Safe to run twice (apt-get skips what is there).
-#   bash tools/deps.sh            build + tests (+ small data sets)
+#   bash tools/deps.sh            build + tests (+ small data sets: Fashion-MNIST, and the fortunes, the default
+#                                 corpus of `qkvlab train --task lm`)
 #   bash tools/deps.sh --bench    also OpenBLAS and PyTorch, the yardsticks of `make bench` (large: ~1 GB)
-#   bash tools/deps.sh --notebooks  also what the notebooks need (Jupyter, nbclient, matplotlib, graphviz)
-#   bash tools/deps.sh --all      everything, including what the notebooks need
+#   bash tools/deps.sh --notebooks  also what the notebooks need (the Jupyter notebook server, nbclient,
+#                                 matplotlib, graphviz): then `jupyter notebook notebooks/` opens them
+#   bash tools/deps.sh --report   also chromium, for the browser test of report.html
+#   bash tools/deps.sh --all      everything above but --report
+# Options combine: bash tools/deps.sh --bench --notebooks.
 set -euo pipefail
 
 CORE="g++ make catch2 libcli11-dev libstb-dev nlohmann-json3-dev zlib1g-dev python3 python3-numpy libjs-chart.js"
 DATA="dataset-fashion-mnist fortunes"
-NOTEBOOKS="jupyter-core python3-nbclient python3-ipykernel python3-matplotlib python3-nbformat graphviz"
+NOTEBOOKS="jupyter-core jupyter-notebook python3-nbclient python3-ipykernel python3-matplotlib python3-nbformat graphviz"
 BENCH="libopenblas-dev python3-torch"
 REPORT="chromium python3-websocket"  # --report: the browser test of report.html (tests/report/browser_test.py)
 
 PKGS="$CORE $DATA"
-case "${1:-}" in
-  --bench) PKGS="$PKGS $BENCH" ;;
-  --notebooks) PKGS="$PKGS $NOTEBOOKS" ;;
-  --report) PKGS="$PKGS $REPORT" ;;
-  --all) PKGS="$PKGS $NOTEBOOKS $BENCH" ;;
-  "") ;;
-  *) echo "deps: unknown option '$1' (use --bench, --notebooks or --all)" >&2; exit 2 ;;
-esac
+for opt in "$@"; do  # one case per option group
+  case "$opt" in
+    --bench) PKGS="$PKGS $BENCH" ;;
+    --notebooks) PKGS="$PKGS $NOTEBOOKS" ;;
+    --report) PKGS="$PKGS $REPORT" ;;
+    --all) PKGS="$PKGS $NOTEBOOKS $BENCH" ;;
+    *) echo "deps: unknown option '$opt' (use --bench, --notebooks, --report or --all)" >&2; exit 2 ;;
+  esac
+done
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then

@@ -6,7 +6,7 @@
     /usr/bin/python3 tools/torch_load.py RUN --check LOGITS.safetensors   # compare with logits qkvlab computed
 
 Every attention variant of the paper works: QKV, Q-K=V (kv), Q=K-V (qk), Q=K=V (single), their (X)+ forms with the
-2D positional score bias, and GQA/MQA (gqa:G, mqa, kv-gqa:G, kv-mqa). The checkpoint format is DESIGN.md section 6:
+2D positional score bias, and GQA/MQA (gqa:G, mqa, kv-gqa:G, kv-mqa). The checkpoint format is docs/DESIGN.md section 6:
 a safetensors file whose __metadata__["config"] is the model config as JSON; tensor names are the module names
 below, so `model.load_state_dict` takes the file as it is.
 
@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# ---------------------------------------------------------------- safetensors (DESIGN.md section 6)
+# ---------------------------------------------------------------- safetensors (docs/DESIGN.md section 6)
 
 _DTYPES = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64}
 _SIZES = {"F32": 4, "F64": 8, "I64": 8}
@@ -86,7 +86,7 @@ def write_safetensors(path, tensors, metadata):
     os.replace(tmp, path)
 
 
-# ---------------------------------------------------------------- the model (DESIGN.md sections 4 and 5)
+# ---------------------------------------------------------------- the model (docs/DESIGN.md sections 4 and 5)
 
 def projection_scheme(variant):
     """'kv-gqa:4+' -> 'kv': which of q, k, v the variant projects (head counts come from the config)."""
@@ -234,6 +234,24 @@ def load_gpt(ckpt):
     if missing or unexpected:
         raise ValueError(f"{path} does not match a {cfg['variant']} GPT: missing {missing}, unexpected {unexpected}")
     return model.eval(), cfg
+
+
+def read_corpus(path):
+    """The bytes qkvlab trained on: a file, or a folder's regular files in sorted name order without links and
+    fortune's .dat index files, each ending in a newline (as qkvlab's read_corpus; config key "data")."""
+    if not os.path.isdir(path):
+        with open(path, "rb") as f:
+            return f.read()
+    out = b""
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if name.startswith(".") or name.endswith(".dat") or os.path.islink(full) or not os.path.isfile(full):
+            continue
+        with open(full, "rb") as f:
+            out += f.read()
+        if out and not out.endswith(b"\n"):
+            out += b"\n"
+    return out
 
 
 def save_gpt(model, cfg, path):

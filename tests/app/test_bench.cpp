@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -104,7 +105,8 @@ TEST_CASE("bench matmul: odd, batched and transposed shapes, correct results, JS
 
 TEST_CASE("bench matmul: the OpenBLAS column and the ratio come from the yardstick's output", "[app][bench]") {
   qkvlab::testing::TempDir tmp("bench");
-  // sgemm_ref's line format: shape impl M K N batch op best_GF/s med_GF/s reps max_relerr; it must see its threads.
+  // The line format of bench/sgemm_openblas.c: shape impl M K N batch op best_GF/s med_GF/s reps max_relerr; it
+  // must see its threads.
   const std::string fake = script(tmp, "sgemm_ref",
                                   "echo \"# openblas: threads=$OPENBLAS_NUM_THREADS\"\n"
                                   "echo 'sq256 openblas 256 256 256 1 NN 50.00 40.00 10 -'\n"
@@ -143,7 +145,7 @@ TEST_CASE("bench decode: cache bytes per token match the formula, same tokens wi
 
 TEST_CASE("bench train: each row in its own process, the PyTorch column from the yardstick's JSON", "[app][bench]") {
   qkvlab::testing::TempDir tmp("bench");
-  // torch_tinygpt.py appends one JSON line per cell to the --json file: 64 tokens in 0.5 s = 128 tokens/s.
+  // bench/torch_gpt.py writes its measurement to the --json file: 64 tokens in 0.5 s = 128 tokens/s.
   const std::string fake = script(tmp, "torch",
                                   "while [ $# -gt 0 ]; do [ \"$1\" = --json ] && out=$2; shift; done\n"
                                   "echo '{\"train_s\": [0.5, 0.4, 0.6], \"tokens\": 64, \"peak_rss_kb\": 2048, "
@@ -163,6 +165,50 @@ TEST_CASE("bench train: each row in its own process, the PyTorch column from the
   }
   // Q-K=V has one d x d projection per layer more than Q=K=V (tiny: d 64, 2 layers, with bias).
   CHECK(j["rows"][0]["params"].get<int64_t>() - j["rows"][1]["params"].get<int64_t>() == 2 * (64 * 64 + 64));
+}
+
+// The repository's own yardsticks (bench/, used by bench/run.sh) speak the protocol the stand-ins above mimic.
+// Each is skipped with a note when its library is not installed (bash tools/deps.sh --bench).
+static std::string repo_root() {
+  std::error_code ec;  // build/<mode>/qkvlab_tests -> the repository
+  return std::filesystem::read_symlink("/proc/self/exe", ec).parent_path().parent_path().parent_path().string();
+}
+
+TEST_CASE("bench/sgemm_openblas.c: built with OpenBLAS, its rows fill bench matmul's OpenBLAS column", "[app][bench]") {
+  qkvlab::testing::TempDir tmp("bench");
+  const std::string exe = tmp.file("sgemm_openblas");
+  const std::string cc = "cc -O2 '" + repo_root() + "/bench/sgemm_openblas.c' -o '" + exe + "' -lopenblas -lm 2>/dev/null";
+  if (std::system(cc.c_str()) != 0) {
+    WARN("skipped: bench/sgemm_openblas.c does not build here (libopenblas-dev: bash tools/deps.sh --bench)");
+    return;
+  }
+  const json j = parse(run_qkvlab("bench matmul --shapes sq256,s_attn_qk --quick --threads 1 --json --openblas '" + exe +
+                                      "'",
+                                  tmp));
+  REQUIRE(j["rows"].size() == 2);
+  for (const json& row : j["rows"]) {
+    INFO(row.dump());
+    CHECK(row["openblas_gflops"]["median"].get<double>() > 0);
+    CHECK(row["ratio"].get<double>() > 0);
+  }
+}
+
+TEST_CASE("bench/torch_gpt.py: the same GPT in PyTorch, its JSON fills bench train's PyTorch column", "[app][bench]") {
+  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
+    WARN("skipped: /usr/bin/python3 cannot import torch (python3-torch: bash tools/deps.sh --bench)");
+    return;
+  }
+  qkvlab::testing::TempDir tmp("bench");
+  const json j = parse(run_qkvlab("bench train --presets tiny --variants kv,single --threads 1 --repeats 1 --steps 1 "
+                                  "--warmup 0 --json --torch '/usr/bin/python3 " + repo_root() + "/bench/torch_gpt.py'",
+                                  tmp));
+  REQUIRE(j["rows"].size() == 2);
+  for (const json& row : j["rows"]) {
+    INFO(row.dump());
+    CHECK(row["torch_tokens_per_s"]["median"].get<double>() > 0);
+    CHECK(row["torch_peak_rss_mb"]["median"].get<double>() > 10);
+    CHECK(row["ratio"].get<double>() > 0);
+  }
 }
 
 TEST_CASE("bench scaling: a row per point and variant, and the two charts", "[app][bench]") {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -207,7 +208,8 @@ TEST_CASE("cli: train an LM on a text file, eval --data counts windows and ppl =
   CHECK(std::isfinite(loss));
   CHECK(j["perplexity"].get<double>() == Approx(std::exp(loss)).epsilon(1e-12));
 
-  // The same score computed here, from the checkpoint, with the library (DESIGN.md 7: consecutive windows).
+  // The same score computed here, from the checkpoint, with the library (docs/DESIGN.md section 7: consecutive
+  // windows).
   {
     int saved = num_threads();
     set_num_threads(1);
@@ -330,10 +332,18 @@ TEST_CASE("cli: every bad flag, file or checkpoint exits 2 with one line on stde
   expect_error(V{"train", "--heads", "4", "--kv-heads", "3"} + syn_no_heads, "3 KV heads do not divide 4 heads", tmp.path);
   expect_error(V{"train", "--variant", "gqa:3", "--heads", "4"} + syn_no_heads, "3 KV heads do not divide 4 heads", tmp.path);
   expect_error(V{"train", "--task", "nosuch", "--out", out}, "unknown task 'nosuch'", tmp.path);
-  expect_error(V{"train", "--task", "lm", "--out", out}, "--task lm needs --data", tmp.path);
+  {  // no --data and no default corpus (docs/DESIGN.md section 7): the package to install, or --data FILE
+    const char* old = std::getenv("QKVLAB_CORPUS_DIR");
+    const std::string saved = old != nullptr ? old : "";
+    ::setenv("QKVLAB_CORPUS_DIR", (tmp.path + "/no-corpus-here").c_str(), 1);
+    expect_error(V{"train", "--task", "lm", "--out", out}, "apt-get install fortunes", tmp.path);
+    if (old != nullptr) ::setenv("QKVLAB_CORPUS_DIR", saved.c_str(), 1);
+    else ::unsetenv("QKVLAB_CORPUS_DIR");
+  }
   expect_error(V{"train", "--task", "lm", "--data", tmp.file("missing.txt"), "--out", out}, tmp.file("missing.txt"),
                tmp.path);
-  expect_error(V{"train", "--task", "lm", "--data", tmp.path, "--out", out}, "is a directory", tmp.path);
+  // A folder is a corpus of its text files (docs/DESIGN.md section 7); one without any is refused.
+  expect_error(V{"train", "--task", "lm", "--data", tmp.sub("no_text"), "--out", out}, "holds no text files", tmp.path);
   expect_error(V{"train", "--bogus"} + syn, "--bogus", tmp.path);
   expect_error(V{"train", "--steps", "abc"}, "abc", tmp.path);
   expect_error(V{"train", "--steps", "-5"} + syn, "--steps", tmp.path);
@@ -360,7 +370,12 @@ TEST_CASE("cli: every bad flag, file or checkpoint exits 2 with one line on stde
   expect_error(V{"eval", "--ckpt", empty_dir}, "without model.safetensors", tmp.path);
   expect_error(V{"eval"}, "--ckpt is required", tmp.path);
   expect_error(V{"eval", "--ckpt", R.synthetic_dir, "--max-examples", "-3"}, "--max-examples must be >= 0", tmp.path);
-  expect_error(V{"eval", "--ckpt", R.lm_dir}, "pass --data FILE", tmp.path);
+  {  // without --data an LM checkpoint is scored on the corpus its config records ("data", docs/DESIGN.md section 6)
+    Result d = run_qkvlab(V{"eval", "--ckpt", R.lm_dir, "--max-examples", "4"}, tmp.path);
+    INFO(d.err);
+    CHECK(d.status == 0);
+    CHECK(d.out.find(R.corpus) != std::string::npos);
+  }
   expect_error(V{"eval", "--ckpt", R.lm_dir, "--data", short_text}, "too few for one window", tmp.path);
   expect_error(V{"eval", "--ckpt", R.lm_dir, "--data", tmp.file("missing.txt")}, tmp.file("missing.txt"), tmp.path);
   expect_error(V{"eval", "--ckpt", R.synthetic_dir, "--data", R.corpus}, "--data is for LM checkpoints", tmp.path);

@@ -8,7 +8,7 @@ Run by hand (not by CI), from the repository root:
 It writes tests/golden/data/<model>_<variant>.safetensors, which tests/golden/test_golden.cpp checks qkvlab against.
 
 Everything below is written from scratch with plain torch.nn, independently of the C++ code, following
-DESIGN.md sections 4-6. It is meant to be read as the reference: if qkvlab and this file disagree, one of the
+docs/DESIGN.md sections 4-6. It is meant to be read as the reference: if qkvlab and this file disagree, one of the
 two is wrong, and the test says which tensor differs first.
 
 Each file holds, for one tiny model and one attention variant, in float64:
@@ -16,7 +16,7 @@ Each file holds, for one tiny model and one attention variant, in float64:
   - "input" (int64 token ids, or float images), "target" (int64),
   - "logits" and "loss" (0-d; mean cross-entropy over every position, as qkvlab's model_loss),
   - "grad.<name>": d loss / d parameter, for every parameter,
-and in __metadata__["config"] the model config as JSON, in the format of qkvlab checkpoints (DESIGN.md section 6),
+and in __metadata__["config"] the model config as JSON, in the format of qkvlab checkpoints (docs/DESIGN.md section 6),
 so that the C++ side builds the same model.
 
 The weights are random and seeded, and deliberately NOT the training init: matrices N(0, 0.2), biases, LayerNorm
@@ -38,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "data")
 
 
-# ---------------------------------------------------------------- attention (DESIGN.md section 4)
+# ---------------------------------------------------------------- attention (docs/DESIGN.md section 4)
 
 def parse_variant(vid):
     """'kv-gqa:2' -> (projection scheme, kv_heads or 0 for 'as many as query heads', has (X)+ bias)."""
@@ -91,7 +91,7 @@ class PositionalScoreBias(nn.Module):
 
 
 class Attention(nn.Module):
-    """One layer for every variant: which of q, k, v exist is the only difference (DESIGN.md section 4 table)."""
+    """One layer for every variant: which of q, k, v exist is the only difference (docs/DESIGN.md section 4 table)."""
 
     def __init__(self, d, n_heads, variant, context, pe_channels, causal):
         super().__init__()
@@ -130,7 +130,7 @@ class Attention(nn.Module):
         return self.o(y)
 
 
-# ---------------------------------------------------------------- models (DESIGN.md section 5)
+# ---------------------------------------------------------------- models (docs/DESIGN.md section 5)
 
 class MLP(nn.Module):
     def __init__(self, d, hidden):
@@ -233,7 +233,7 @@ def fill_weights(model, gen):
                 p.copy_(0.2 * torch.randn(p.shape, generator=gen))
 
 
-# ---------------------------------------------------------------- safetensors, written by hand (DESIGN.md sec. 6)
+# -------------------------------------------------------- safetensors, written by hand (docs/DESIGN.md section 6)
 
 DTYPES = {np.dtype("float64"): "F64", np.dtype("float32"): "F32", np.dtype("int64"): "I64"}
 

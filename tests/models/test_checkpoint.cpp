@@ -1,4 +1,4 @@
-// Checkpoints (models/checkpoint.h, DESIGN.md section 6): bit-exact round trips of every model kind, a refusal
+// Checkpoints (models/checkpoint.h, docs/DESIGN.md section 6): bit-exact round trips of every model kind, a refusal
 // naming the tensor and both shapes when the config and the tensors disagree, one clear Error per kind of broken
 // path or file, and an exact round trip of the optimizer state (AdamW buffers, step, generators, sampler).
 #include <catch2/catch.hpp>
@@ -127,7 +127,7 @@ TEST_CASE("checkpoint round trip is bit-exact for GPT, Encoder and ViT", "[check
   }
 }
 
-TEST_CASE("checkpoint metadata follows DESIGN.md section 6", "[checkpoint]") {
+TEST_CASE("checkpoint metadata follows docs/DESIGN.md section 6", "[checkpoint]") {
   TempDir tmp;
   ModelConfig cfg = tiny("lm", "kv-gqa:2");
   auto model = make_model(cfg, 1);

@@ -45,7 +45,7 @@ TEST_CASE("GPT parameter count: closed form == built model, for every variant", 
     c.d_model = 16, c.n_heads = 4, c.n_layers = 2, c.context = 8, c.vocab_size = 13;
     GPT m(c, 1);
     CHECK(m.num_parameters() == gpt_parameter_count(c));
-    // names follow DESIGN.md section 6
+    // names follow docs/DESIGN.md section 6
     auto params = m.named_parameters();
     auto has = [&](const std::string& n) {
       for (auto& [k, t] : params)

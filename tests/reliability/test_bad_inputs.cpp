@@ -168,7 +168,8 @@ TEST_CASE("bad run directories: a file, an unwritable place, a directory as a fi
   expect_refused(V{"train"} + kSyn + V{"--out", "/proc/qkvlab_cannot_be_here"}, "cannot create folder", w);
   expect_refused(V{"train"} + kSyn + V{"--out", "taken/sub"}, "cannot create folder taken/sub", w);
   expect_refused(V{"attention", "--ckpt", F.syn, "--out", "taken"}, "taken is not a folder", w);
-  expect_refused(V{"eval", "--ckpt", F.lm, "--data", w}, "is a directory", w);
+  // A folder is a corpus (its text files, docs/DESIGN.md section 7); one without any is refused.
+  expect_refused(V{"eval", "--ckpt", F.lm, "--data", work.sub("no_text")}, "holds no text files", w);
   if (::geteuid() != 0) {  // root writes anywhere
     const std::string ro = work.sub("readonly");
     ::chmod(ro.c_str(), 0555);

@@ -1,0 +1,98 @@
+/* bench/cpu_peak.c: this machine's measured float32 FMA peak, the ceiling for the GFLOP/s of `make bench`
+ * (docs/PERFORMANCE.md puts the matmul figures beside it).
+ *
+ *   cc -O2 -march=native -fopenmp bench/cpu_peak.c -o cpu_peak && ./cpu_peak      (bench/run.sh does this)
+ *
+ * Each thread runs chains of vector fused multiply-adds with enough independent accumulators to hide the FMA
+ * latency (12 x 8 floats with AVX2 + FMA; a scalar fallback otherwise). Prints GFLOP/s for 1 thread and for all
+ * cores (OMP_NUM_THREADS), the best of 5 samples of about 0.2 s each: an upper bound that no matmul reaches.
+ */
+#include <stdio.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+enum { kAcc = 12 };
+
+/* iters rounds of kAcc independent FMAs; returns a value that depends on all of them (so nothing is dropped). */
+static float fma_chains(long iters) {
+#if defined(__AVX2__) && defined(__FMA__)
+  __m256 acc[kAcc];
+  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+  for (int k = 0; k < kAcc; ++k) acc[k] = _mm256_set1_ps((float)k);
+  for (long i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int k = 0; k < kAcc; ++k) acc[k] = _mm256_fmadd_ps(acc[k], a, b);  /* unrolled: acc stays in registers */
+  }
+  float out[8], s = 0;
+  for (int k = 0; k < kAcc; ++k) {
+    _mm256_storeu_ps(out, acc[k]);
+    for (int j = 0; j < 8; ++j) s += out[j];
+  }
+  return s;
+#else
+  float acc[kAcc * 8];
+  for (int k = 0; k < kAcc * 8; ++k) acc[k] = (float)k;
+  for (long i = 0; i < iters; ++i)
+    for (int k = 0; k < kAcc * 8; ++k) acc[k] = acc[k] * 0.999999f + 1e-7f;
+  float s = 0;
+  for (int k = 0; k < kAcc * 8; ++k) s += acc[k];
+  return s;
+#endif
+}
+
+static const double kFlopsPerIter = kAcc * 8 * 2.0; /* 8 lanes, multiply + add */
+
+/* Best GFLOP/s of 5 samples with `threads` threads, all running at once. */
+static double peak(int threads, long iters, float* sink) {
+  double best = 0;
+  for (int s = 0; s < 5; ++s) {
+    double t0 = now_s();
+    float sum = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) reduction(+ : sum)
+#endif
+    sum += fma_chains(iters);
+    double g = kFlopsPerIter * (double)iters * threads / (now_s() - t0) * 1e-9;
+    *sink += sum;
+    if (g > best) best = g;
+  }
+  return best;
+}
+
+int main(void) {
+  int cores = 1;
+#ifdef _OPENMP
+  cores = omp_get_max_threads();
+#endif
+  float sink = 0;
+  long iters = 1000;
+  double t0 = now_s();
+  fma_chains(iters);
+  while (now_s() - t0 < 0.05) { /* calibrate to about 0.2 s a sample */
+    iters *= 2;
+    t0 = now_s();
+    sink += fma_chains(iters);
+  }
+  iters = (long)(iters * 0.2 / (now_s() - t0)) + 1;
+#if defined(__AVX2__) && defined(__FMA__)
+  const char* how = "AVX2 FMA, 8 lanes";
+#else
+  const char* how = "scalar code (compile with -march=native for the vector peak)";
+#endif
+  double one = peak(1, iters, &sink);
+  printf("FP32 FMA peak (%s): 1 thread %.1f GFLOP/s", how, one);
+  if (cores > 1) printf(", %d threads %.1f GFLOP/s", cores, peak(cores, iters, &sink));
+  printf("\n");
+  return sink == 12345.f; /* never: keeps the work observable */
+}
