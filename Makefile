@@ -84,7 +84,7 @@ bench: all
 # Q=K=V, (Q=K=V)+) on REVERSE with 32 digits, 3 seeds, a budget of 120 steps; about 2-3 minutes on 2 cores.
 DEMO_FLAGS ?= --task reverse --variants paper-synthetic --seq-len 32 --steps 120 --seeds 3
 demo: all
-	build/qkvlab study $(DEMO_FLAGS) --out runs/demo
+	build/qkvlab study $(DEMO_FLAGS) --out runs/demo --overwrite
 
 clean:
 	rm -rf build

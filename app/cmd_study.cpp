@@ -4,6 +4,7 @@
 // attention maps) and loss_curves.png under --out.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
