@@ -56,7 +56,7 @@ std::vector<std::string> study_runs(const std::string& out) {
   std::sort(runs.begin(), runs.end());
   return runs;
 }
-const char* const kStudyFiles[] = {"results.json", "results.csv", "loss_curves.png"};
+const char* const kStudyFiles[] = {"results.json", "results.csv", "loss_curves.png", "report.html"};
 
 // Refuses an --out that holds a study unless --resume or --overwrite (the rule of `train`, models/run_dir.h).
 void check_study_dir(const std::string& out, RunMode mode) {
