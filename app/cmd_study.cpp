@@ -50,8 +50,10 @@ std::vector<std::string> study_runs(const std::string& out) {
   for (const auto& e : fs::directory_iterator(out, ec)) {
     if (!e.is_directory(ec)) continue;
     if (inspect_run(e.path().string()).holds_run) runs.push_back(e.path().string());
-    for (const auto& f : fs::directory_iterator(e.path(), ec))
-      if (f.is_directory(ec) && inspect_run(f.path().string()).holds_run) runs.push_back(f.path().string());
+    for (const auto& f : fs::directory_iterator(e.path(), ec))  // --seeds N: variant/seedS
+      if (f.is_directory(ec) && f.path().filename().string().rfind("seed", 0) == 0 &&
+          inspect_run(f.path().string()).holds_run)
+        runs.push_back(f.path().string());
   }
   std::sort(runs.begin(), runs.end());
   return runs;

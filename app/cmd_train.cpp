@@ -98,7 +98,8 @@ void run(TrainArgs& a) {
     const std::filesystem::path dir(a.out), metrics = dir / "metrics.jsonl";
     if (!existed) {
       if (std::filesystem::file_size(metrics, ec) == 0 && !ec) std::filesystem::remove(metrics, ec);
-      std::filesystem::remove(dir / ".lock", ec);  // this process made the directory and holds its lock
+      if (std::distance(std::filesystem::directory_iterator(dir, ec), std::filesystem::directory_iterator()) == 1)
+        std::filesystem::remove(dir / ".lock", ec);  // all there is: the lock file of the folder this process made
       std::filesystem::remove(dir, ec);  // only if empty: a run with metrics or checkpoints keeps them
     }
     throw;

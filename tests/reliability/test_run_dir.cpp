@@ -13,7 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -91,17 +93,24 @@ bool interrupted_save(const std::string& dir) {
   const std::string current = fs::exists(dir + "/checkpoint") ? fs::read_symlink(dir + "/checkpoint").string() : "";
   for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) {
     const std::string name = it->path().filename().string();
-    if (name.find(".tmp") != std::string::npos) return true;
+    if (name.find(".tmp") != std::string::npos && name.rfind("metrics", 0) != 0) return true;
     if (it.depth() == 0 && name.rfind("step-", 0) == 0 && name != current) return true;
   }
   return false;
 }
 
-void expect_one_line_error(const CliResult& r, const std::string& needle) {
+// Exit 2 and one error line, the last thing on stderr; `alone`: nothing else on stderr either (a run that trained a
+// while prints its progress lines before it).
+void expect_one_line_error(const CliResult& r, const std::string& needle, bool alone = true) {
   INFO("stdout: " << r.out << "\nstderr: " << r.err);
   CHECK(r.status == 2);
-  CHECK(r.err_lines() == 1);
-  CHECK_THAT(r.err, Contains(needle));
+  const size_t at = r.err.find("qkvlab: error:");
+  REQUIRE(at != std::string::npos);
+  const std::string tail = r.err.substr(at);
+  CHECK(std::count(tail.begin(), tail.end(), '\n') == 1);
+  CHECK(tail.back() == '\n');
+  if (alone) CHECK(r.err_lines() == 1);
+  CHECK_THAT(tail, Contains(needle));
 }
 
 // A small tmpfs mounted for the test (root, and a kernel that lets us); unmounted at the end.
@@ -198,7 +207,7 @@ TEST_CASE("disk full (ENOSPC hook): the previous checkpoint stays published and 
   for (int64_t budget : {model_bytes + opt_bytes + model_bytes / 2, 2 * model_bytes + opt_bytes + opt_bytes / 2}) {
     const std::string name = "full" + std::to_string(budget), dir = tmp.file(name);
     CliResult r = run_cli(flags + V{"--out", name}, tmp.path, "QKVLAB_FAULT_INJECT=enospc-after:" + std::to_string(budget));
-    expect_one_line_error(r, "No space left on device");
+    expect_one_line_error(r, "No space left on device", false);
     CHECK_THAT(r.err, Contains("the checkpoint of step 20 was not saved") &&
                           Contains("the checkpoint of step 10 is kept (continue with --resume)"));
     CHECK(check_pair(dir) == 10);
@@ -211,30 +220,32 @@ TEST_CASE("disk full (ENOSPC hook): the previous checkpoint stays published and 
   }
 }
 
-TEST_CASE("disk full (a real 160 KB tmpfs) and a read-only run directory: refused in one line, the pair intact",
+TEST_CASE("disk full (a real small tmpfs) and a read-only run directory: refused in one line, the pair intact",
           "[reliability][crash]") {
   TempDir tmp("tmpfs");
-  Tmpfs disk(tmp.file("disk"), "160k");
+  const V flags = tiny(40, 10);
+  REQUIRE(run_cli(flags + V{"--out", "straight"}, tmp.path).status == 0);
+  // Room for one checkpoint, metrics.jsonl, .lock and half a model more: the step-20 save cannot fit.
+  auto pages = [](uintmax_t b) { return (b + 4095) / 4096 * 4096; };
+  const uintmax_t model = pages(fs::file_size(tmp.file("straight/model.safetensors")));
+  const uintmax_t size = model + pages(fs::file_size(tmp.file("straight/optimizer.safetensors"))) + 2 * 4096 +
+                         pages(model / 2);
+  Tmpfs disk(tmp.file("disk"), std::to_string(size));
   if (!disk.mounted) {
     WARN("skipped: mounting a tmpfs needs root and a kernel that allows it here");
     return;
   }
-  const V flags = tiny(40, 10);
-  REQUIRE(run_cli(flags + V{"--out", "straight"}, tmp.path).status == 0);
-  const int64_t pair = int64_t(fs::file_size(tmp.file("straight/model.safetensors")) +
-                               fs::file_size(tmp.file("straight/optimizer.safetensors")));
-  REQUIRE(pair < 100 * 1024);  // one pair fits in 160 KB, two do not
-  REQUIRE(2 * pair > 150 * 1024);
   CliResult r = run_cli(flags + V{"--out", "disk/run"}, tmp.path);
-  expect_one_line_error(r, "No space left on device");
+  expect_one_line_error(r, "No space left on device", false);
   CHECK_THAT(r.err, Contains("is kept (continue with --resume)"));
   const std::string dir = disk.path + "/run";
   const int64_t kept = check_pair(dir);
   CHECK(kept == 10);
+  CHECK_FALSE(interrupted_save(dir));
 
   // Read-only: --resume is refused up front, and nothing in the directory changes.
   const auto before = snapshot(dir);
-  REQUIRE(disk.remount("size=160k", true));
+  REQUIRE(disk.remount("size=" + std::to_string(size), true));
   CliResult ro = run_cli(flags + V{"--out", "disk/run", "--resume"}, tmp.path);
   expect_one_line_error(ro, "disk/run");
   CHECK(snapshot(dir) == before);
@@ -260,7 +271,7 @@ TEST_CASE("one writer at a time: a second train is refused naming the first one'
          std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60))
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   REQUIRE(slurp_file(tmp.file("run/.lock")) == std::to_string(first.pid) + "\n");
-  for (const V& second : {flags + V{"--out", "run", "--overwrite"}, flags + V{"--out", "run", "--resume"}}) {
+  for (const V& second : {flags + V{"--out", "run"}, flags + V{"--out", "run", "--overwrite"}}) {
     CliResult r = run_cli(second, tmp.path);
     expect_one_line_error(r, "run directory run is in use by process " + std::to_string(first.pid));
   }
@@ -319,16 +330,27 @@ TEST_CASE("a --out holding a run is refused unless --resume or --overwrite; a ba
                                 tmp.path),
                         "is the run directory itself");
   CHECK(snapshot(tmp.file("foreign")) == foreign);
-  // --init-from: a new run from those weights; its first loss is the trained model's, far below a fresh one's.
-  CliResult from = run_cli(tiny(20, 0) + V{"--out", "from", "--init-from", "foreign"}, tmp.path);
+  // --init-from: a new run from those weights. One step at lr 1e-12 leaves them as they were (to within 1e-9):
+  // the run started from foreign's weights, not from its own initialisation, and at step 0 (it ends at step 1).
+  CliResult from = run_cli(tiny(1, 0) + V{"--lr", "1e-12", "--out", "from", "--init-from", "foreign"}, tmp.path);
   INFO(from.err);
   REQUIRE(from.status == 0);
   CHECK_THAT(from.out, Contains("weights from foreign"));
-  REQUIRE(run_cli(tiny(20, 0) + V{"--out", "scratch"}, tmp.path).status == 0);
-  const double from_first = logged_losses(tmp.file("from")).begin()->second;
-  const double scratch_first = logged_losses(tmp.file("scratch")).begin()->second;
-  CHECK(from_first < scratch_first - 0.2);
-  CHECK(check_pair(tmp.file("from")) == 20);  // step 0 + 20: a new run, not step 60
+  CHECK(check_pair(tmp.file("from")) == 1);
+  REQUIRE(run_cli(tiny(1, 0) + V{"--lr", "1e-12", "--out", "scratch"}, tmp.path).status == 0);
+  const Safetensors src = load_safetensors(tmp.file("foreign/model.safetensors"));
+  const Safetensors got = load_safetensors(tmp.file("from/model.safetensors"));
+  const Safetensors fresh = load_safetensors(tmp.file("scratch/model.safetensors"));
+  double from_diff = 0, fresh_diff = 0;
+  for (const auto& [name, a] : src.tensors) {
+    const auto x = a.to_vector(), y = got.get(name).to_vector(), z = fresh.get(name).to_vector();
+    for (size_t i = 0; i < x.size(); ++i) {
+      from_diff = std::max(from_diff, std::abs(x[i] - y[i]));
+      fresh_diff = std::max(fresh_diff, std::abs(x[i] - z[i]));
+    }
+  }
+  CHECK(from_diff < 1e-9);
+  CHECK(fresh_diff > 1e-3);
   expect_one_line_error(run_cli(V{"train", "--task", "reverse", "--seq-len", "8", "--d-model", "32", "--heads", "2",
                                   "--layers", "1", "--steps", "2", "--out", "wide", "--init-from", "foreign"},
                                 tmp.path),
