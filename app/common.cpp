@@ -1,4 +1,5 @@
 #include "app/common.h"
+#include "app/flag_checks.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

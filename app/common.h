@@ -19,11 +19,6 @@ void add_common_flags(CLI::App* cmd, CommonFlags& flags);
 // Applies --threads (after parsing).
 void apply_common_flags(const CommonFlags& flags);
 
-// Every integer flag of every subcommand of `app` gets a check of its raw text: a whole number in decimal that the
-// program can represent (int64; uint64 for unsigned flags). CLI11 alone would clamp --steps 99999999999999999999 to
-// the largest int64 in silence and read 0x10 as 16. Call once, after every command is registered.
-void check_integer_flags(CLI::App& app);
-
 // Each subcommand lives in its own file and registers itself here.
 void register_cache(CLI::App& app);
 void register_gradcheck(CLI::App& app);

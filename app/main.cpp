@@ -8,6 +8,7 @@
 #include <string>
 
 #include "app/common.h"
+#include "app/flag_checks.h"
 #include "autograd/profile.h"
 #include "tensor/parallel.h"
 #include "models/distributed.h"
