@@ -1,5 +1,7 @@
 #include "app/attention_maps.h"
 
+#include "app/common.h"
+
 #include <cmath>
 
 #include "app/plot.h"
@@ -61,6 +63,7 @@ std::vector<HeadMap> attention_maps(TransformerModel& model, const ModelInput& i
   else dynamic_cast<ViT&>(model).forward(input.x, &maps);
   std::vector<HeadMap> out;
   const std::string variant = model.config().variant.paper_name();
+  const std::vector<double> temps = pe_temperatures(model);  // one per layer for (X)+, else empty
   for (size_t l = 0; l < maps.size(); ++l) {
     const Array& S = maps[l].scores;  // (1,H,T,T)
     const Array& P = maps[l].probs;
@@ -71,12 +74,15 @@ std::vector<HeadMap> attention_maps(TransformerModel& model, const ModelInput& i
       m.head = h;
       Array s = S.select(0, 0).select(0, h);                    // (T,T)
       m.asymmetry = max_all(abs(sub(s, s.transpose(0, 1))));   // max |S - S^T|
+      m.has_pe = l < temps.size();
+      if (m.has_pe) m.pe_temperature = temps[l];
       if (!out_dir.empty()) {
         m.png = out_dir + "/" + prefix + "layer" + std::to_string(l) + "_head" + std::to_string(h) + ".png";
         plot::HeatmapOptions o;
         char title[160];
-        std::snprintf(title, sizeof title, "%s  layer %zu head %lld  max|S-S^T| = %.3g", variant.c_str(), l,
-                      (long long)h, m.asymmetry);
+        std::snprintf(title, sizeof title, "%s  layer %zu head %lld  max|S-S^T| = %.3g%s", variant.c_str(), l,
+                      (long long)h, m.asymmetry,
+                      m.has_pe ? ("  sum w = " + fixed(m.pe_temperature, 2)).c_str() : "");
         o.title = title;
         o.row_labels = input.labels;
         o.col_labels = input.labels;

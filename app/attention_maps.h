@@ -12,6 +12,8 @@ namespace qkvlab::app {
 struct HeadMap {
   int64_t layer = 0, head = 0;
   double asymmetry = 0.0;  // max |S - S^T|
+  bool has_pe = false;     // (X)+: the layer's learned temperature sum w (positional_bias.h)
+  double pe_temperature = 0.0;
   std::string png;         // the file written ("" when no pictures were asked for)
 };
 

@@ -30,20 +30,27 @@ void run(const AttentionArgs& a) {
   if (a.common.json) {
     nlohmann::ordered_json j{{"checkpoint", a.ckpt}, {"variant", cfg.variant.id()},
                              {"paper_name", cfg.variant.paper_name()}, {"input", in.description}};
-    for (auto& m : maps)
+    for (auto& m : maps) {
       j["heads"].push_back({{"layer", m.layer}, {"head", m.head}, {"asymmetry", m.asymmetry}, {"png", m.png}});
+      if (m.has_pe) j["heads"].back()["pe_temperature"] = m.pe_temperature;
+    }
     std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return;
   }
   std::printf("%s (%s) on %s\n\n", cfg.variant.id().c_str(), cfg.variant.paper_name().c_str(),
               in.description.c_str());
   std::vector<std::vector<std::string>> rows;
+  const bool pe = !maps.empty() && maps[0].has_pe;
   for (auto& m : maps) {
     char asym[32];
     std::snprintf(asym, sizeof asym, "%.4g", m.asymmetry);
     rows.push_back({std::to_string(m.layer), std::to_string(m.head), asym, m.png});
+    // (X)+: the layer's sum w, the learned temperature on S (negative: the head prefers unlike keys)
+    if (pe) rows.back().insert(rows.back().begin() + 3, (m.pe_temperature >= 0 ? "+" : "") + fixed(m.pe_temperature, 3));
   }
-  std::printf("%s", markdown_table({"layer", "head", "max abs(S - S^T)", "map"}, rows).c_str());
+  std::vector<std::string> head = {"layer", "head", "max abs(S - S^T)", "map"};
+  if (pe) head.insert(head.begin() + 3, "sum w");
+  std::printf("%s", markdown_table(head, rows).c_str());
 }
 }  // namespace
 

@@ -30,6 +30,7 @@ struct StudyArgs {
   int64_t seeds = 1;
   bool no_maps = false;
   bool resume = false, overwrite = false;
+  std::string inits;  // comma list (torch,gpt2): one study per init, verdicts side by side
 };
 
 struct VariantResult {
@@ -39,6 +40,13 @@ struct VariantResult {
   std::vector<double> metric, loss, seconds;  // one per seed
   std::vector<std::pair<int64_t, double>> curve;  // first seed's training loss
   std::vector<HeadMap> maps;
+  std::vector<std::vector<double>> temps;  // (X)+: sum w per layer, one list per seed
+  std::vector<double> mean_temps() const {  // per layer, mean over seeds
+    std::vector<double> m(temps.empty() ? 0 : temps[0].size(), 0.0);
+    for (auto& t : temps)
+      for (size_t l = 0; l < m.size() && l < t.size(); ++l) m[l] += t[l] / double(temps.size());
+    return m;
+  }
 };
 
 namespace fs = std::filesystem;
@@ -107,6 +115,12 @@ std::vector<std::pair<int64_t, double>> logged_losses(const std::string& dir, in
   return out;
 }
 
+std::string temps_str(const std::vector<double>& t) {
+  std::string out;
+  for (double x : t) out += (out.empty() ? "" : ", ") + std::string(x >= 0 ? "+" : "") + fixed(x, 2);
+  return out.empty() ? "-" : out;
+}
+
 double mean(const std::vector<double>& v) {
   double s = 0;
   for (double x : v) s += x;
@@ -119,9 +133,8 @@ double stdev(const std::vector<double>& v) {
   return std::sqrt(s / double(v.size() - 1));
 }
 
-void run(StudyArgs& a) {
-  apply_common_flags(a.common);
-  check(a.seeds >= 1 && a.seeds <= 100, "study: --seeds must be 1..100, got ", a.seeds);
+// One study (every variant, every seed) at one init, written under a.out; returns the variants' results.
+std::vector<VariantResult> study_one(StudyArgs& a) {
   const bool lm = a.model.task == "lm";
   // The heads decide the paper-lm set's G, so resolve the model dims before the set.
   std::unique_ptr<TaskData> probe = make_task(task_options(a.model, a.common.seed));
@@ -136,6 +149,7 @@ void run(StudyArgs& a) {
   check_study_dir(a.out, mode);  // again under the lock
   if (mode == RunMode::Overwrite) remove_study(a.out);
   const std::string metric_name = lm ? "val perplexity" : "accuracy";
+  const TrainOptions recipe = train_options(a.train, a.model, *probe, a.common.seed);
 
   std::vector<VariantResult> results;
   // The reduction is always against plain QKV at the same size (K and V for every head), even when the set omits it.
@@ -149,6 +163,7 @@ void run(StudyArgs& a) {
       std::unique_ptr<TaskData> data = make_task(task_options(a.model, seed));
       r.cfg = build_config(a.model, r.spec, *data);
       TrainOptions o = train_options(a.train, a.model, *data, seed);
+      r.cfg.recipe = recipe_json(o);
       o.out_dir = a.out + "/" + variant_dir_name(r.spec.id()) + (a.seeds > 1 ? "/seed" + std::to_string(seed) : "");
       make_dirs(o.out_dir);
       char label[96];
@@ -187,6 +202,7 @@ void run(StudyArgs& a) {
       r.metric.push_back(lm ? t.eval.perplexity() : t.eval.accuracy);
       r.loss.push_back(t.eval.loss);
       r.seconds.push_back(t.seconds);
+      if (r.cfg.pe_channels > 0) r.temps.push_back(pe_temperatures(*model));
       if (s == 0) r.curve = t.losses;
       if (!a.no_maps) {  // PNGs for the first seed; the values behind them for every seed (report.html)
         std::string maps_dir = o.out_dir + "/attention";
@@ -210,6 +226,9 @@ void run(StudyArgs& a) {
   j["metric"] = metric_name;
   j["seeds"] = a.seeds;
   j["d_model"] = base.d_model, j["layers"] = base.n_layers, j["heads"] = base.n_heads, j["context"] = base.context;
+  j["init"] = base.init;
+  j["pe_init"] = base.pe_init;
+  j["recipe"] = nlohmann::ordered_json::parse(recipe_json(recipe));
   std::ofstream csv(a.out + "/results.csv");
   check(bool(csv), "study: cannot write ", a.out, "/results.csv");
   csv << "variant,paper_name,parameters,kv_bytes_per_token,kv_reduction_percent,metric,metric_mean,metric_std,"
@@ -224,8 +243,8 @@ void run(StudyArgs& a) {
     double max_asym = 0;
     for (auto& h : r.maps) max_asym = std::max(max_asym, h.asymmetry);
     rows.push_back({r.spec.id(), r.spec.paper_name(), with_commas(r.params), with_commas(r.kv_bytes) + " B",
-                    fixed(reduction, 1) + " %", metric, r.maps.empty() ? "-" : fixed(max_asym, 3),
-                    fixed(mean(r.seconds), 1) + " s"});
+                    fixed(reduction, 1) + " %", metric, temps_str(r.mean_temps()),
+                    r.maps.empty() ? "-" : fixed(max_asym, 3), fixed(mean(r.seconds), 1) + " s"});
     j["variants"].push_back({{"variant", r.spec.id()},
                              {"paper_name", r.spec.paper_name()},
                              {"parameters", r.params},
@@ -237,6 +256,10 @@ void run(StudyArgs& a) {
                              {"eval_loss", r.loss},
                              {"train_seconds", r.seconds},
                              {"max_score_asymmetry", max_asym}});
+    if (!r.temps.empty()) {  // the learned temperature sum w of each layer (positional_bias.h)
+      j["variants"].back()["pe_temperature"] = r.mean_temps();
+      j["variants"].back()["pe_temperature_seeds"] = r.temps;
+    }
     csv << r.spec.id() << "," << r.spec.paper_name() << "," << r.params << "," << r.kv_bytes << "," << reduction
         << "," << (lm ? "val_ppl" : "accuracy") << "," << m << "," << sd << "," << mean(r.loss) << ","
         << mean(r.seconds) << "\n";
@@ -268,19 +291,70 @@ void run(StudyArgs& a) {
 
   if (a.common.json) {
     std::printf("%s\n", j.dump(2).c_str());
-    return;
+    return results;
   }
   std::printf("\nStudy: task %s, d_model %lld, %lld layers, %lld heads, %s %lld; %lld seed%s; metric: %s%s\n\n",
               a.model.task.c_str(), (long long)base.d_model, (long long)base.n_layers, (long long)base.n_heads,
               lm ? "context" : "length", (long long)base.context, (long long)a.seeds, a.seeds > 1 ? "s" : "",
               metric_name.c_str(), a.seeds > 1 ? " (mean ± std over seeds)" : "");
+  std::printf("init %s, (X)+ pe-init %s; recipe: %s\n\n", base.init.c_str(), base.pe_init.c_str(),
+              recipe_line(recipe).c_str());
   std::printf("%s", markdown_table({"variant", "paper name", "parameters", "KV cache / token", "KV reduction",
-                                    metric_name, "max abs(S-S^T)", "train time"},
+                                    metric_name, "sum w (per layer)", "max abs(S-S^T)", "train time"},
                                    rows)
                         .c_str());
   std::printf("\nwrote %s/results.json, results.csv, loss_curves.png%s and one folder per variant (checkpoint, "
               "metrics.jsonl, attention/*.png)\n",
               a.out.c_str(), report ? ", report.html (open it in a browser)" : "");
+  return results;
+}
+
+void run(StudyArgs& a) {
+  apply_common_flags(a.common);
+  check(a.seeds >= 1 && a.seeds <= 100, "study: --seeds must be 1..100, got ", a.seeds);
+  if (a.inits.empty()) {
+    study_one(a);
+    return;
+  }
+  // --inits torch,gpt2: the same study once per init, each in OUT/<init>, then the verdicts side by side.
+  std::vector<std::string> inits;
+  for (size_t p = 0; p <= a.inits.size();) {
+    size_t q = a.inits.find(',', p);
+    if (q == std::string::npos) q = a.inits.size();
+    std::string name = a.inits.substr(p, q - p);
+    check(name == "torch" || name == "gpt2", "study: unknown init '", name, "' in --inits; valid: torch, gpt2");
+    inits.push_back(name);
+    p = q + 1;
+  }
+  check(a.model.init.empty(), "study: give --init or --inits, not both");
+  const std::string out = a.out;
+  std::vector<std::vector<VariantResult>> all;
+  for (const std::string& init : inits) {
+    a.model.init = init;
+    a.out = out + "/" + init;
+    all.push_back(study_one(a));
+  }
+  a.out = out;
+  a.model.init.clear();
+  if (a.common.json) return;
+  const bool lm = a.model.task == "lm";
+  std::vector<std::string> head = {"variant", "paper name"};
+  for (auto& init : inits) {
+    head.push_back(init + (lm ? " val ppl" : " accuracy"));
+    head.push_back(init + " sum w");
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (size_t v = 0; v < all[0].size(); ++v) {
+    std::vector<std::string> row = {all[0][v].spec.id(), all[0][v].spec.paper_name()};
+    for (auto& res : all) {
+      const VariantResult& r = res[v];
+      row.push_back(fixed(mean(r.metric), lm ? 3 : 4) + (a.seeds > 1 ? " ± " + fixed(stdev(r.metric), lm ? 3 : 4) : ""));
+      row.push_back(temps_str(r.mean_temps()));
+    }
+    rows.push_back(row);
+  }
+  std::printf("\nInit study: task %s, the same variants, data, seeds and recipe under each init\n\n%s",
+              a.model.task.c_str(), markdown_table(head, rows).c_str());
 }
 }  // namespace
 
@@ -301,10 +375,13 @@ void register_study(CLI::App& app) {
                                           "checkpoints, unfinished ones continue from theirs");
   cmd->add_flag("--overwrite", args->overwrite, "replace the study in --out (without it, study refuses a --out that "
                                                 "holds one)");
+  cmd->add_option("--inits", args->inits, "run the study once per init in this comma list (torch,gpt2), each in "
+                                          "OUT/<init>, and print the verdicts side by side");
   add_common_flags(cmd, args->common);
   cmd->footer(
       "Examples:\n"
-      "  qkvlab study --task reverse --variants paper-synthetic --epochs 2\n"
+      "  qkvlab study --task reverse --variants paper-synthetic --d-model 64 --layers 2 --heads 2 --epochs 2 --seeds 3\n"
+      "  qkvlab study --task swap --variants qkv,single,single+ --heads 2 --seeds 3 --inits torch,gpt2\n"
       "  qkvlab study --task lm --data ../shared/data/tinyshakespeare.txt --variants paper-lm --heads 8 --steps 1500\n"
       "  qkvlab study --task fmnist --variants paper-synthetic --epochs 1");
   cmd->callback([args] { run(*args); });

@@ -50,6 +50,7 @@ void run(TrainArgs& a) {
   std::unique_ptr<TaskData> data = make_task(task_options(a.model, a.common.seed));
   ModelConfig cfg = build_config(a.model, variant, *data);
   TrainOptions opts = train_options(a.train, a.model, *data, a.common.seed);
+  cfg.recipe = recipe_json(opts);  // a record in the checkpoint's config
   if (a.out.empty()) {
     a.out = "runs/" + cfg.task + "-" + variant_dir_name(cfg.variant.id());
   }
@@ -83,8 +84,8 @@ void run(TrainArgs& a) {
                   (long long)opts.batch, (long long)opts.batch * ranks);
     if (!a.init_from.empty()) std::printf("weights from %s (a new run: step 0, new optimizer state)\n",
                                           a.init_from.c_str());
-    std::printf("%lld steps of batch %lld, AdamW lr %g, warmup %g, cosine to %g x lr, clip %g; run dir %s\n",
-                (long long)opts.steps, (long long)opts.batch, opts.lr, opts.warmup_ratio, opts.min_lr_ratio, opts.clip,
+    std::printf("init %s%s; %s; run dir %s\n", cfg.init.c_str(),
+                cfg.pe_channels > 0 ? (", pe-init " + cfg.pe_init).c_str() : "", recipe_line(opts).c_str(),
                 a.out.c_str());
     std::fflush(stdout);
   }
@@ -124,6 +125,9 @@ void run(TrainArgs& a) {
     j["allreduce_ms_per_step"] = 1e3 * comm.seconds / double(std::max<int64_t>(1, comm.calls));
     j["allreduce_bytes"] = comm.bytes;
   }
+  j["init"] = cfg.init;
+  j["pe_init"] = cfg.pe_init;
+  if (auto temps = pe_temperatures(*model); !temps.empty()) j["pe_temperature"] = temps;
   if (!r.interrupted) {
     j["eval_loss"] = r.eval.loss;
     j["eval_ppl"] = r.eval.perplexity();
@@ -147,6 +151,9 @@ void run(TrainArgs& a) {
                 "checkpoint: %s/model.safetensors\n",
                 (long long)r.steps, r.seconds, r.tokens_per_s, r.eval.loss, r.eval.perplexity(), r.eval.accuracy,
                 a.out.c_str());
+    std::string temps;
+    for (double t : pe_temperatures(*model)) temps += (temps.empty() ? "" : ", ") + fixed(t, 3);
+    if (!temps.empty()) std::printf("(X)+ temperature sum w per layer: %s\n", temps.c_str());
   }
   if (ranks > 1 && !a.common.json)
     std::printf("allreduce: %.2f ms per step (%lld steps, %.1f KB fused buffer), %.1f %% of the wall time\n",

@@ -8,6 +8,8 @@ bool is_synthetic_task(const std::string& task) {
   return task == "reverse" || task == "sort" || task == "sub" || task == "swap" || task == "copy";
 }
 
+std::string default_init(const std::string& task) { return task == "lm" ? "gpt2" : "torch"; }
+
 std::string ModelConfig::model_kind() const {
   if (task == "lm") return "gpt";
   if (task == "fmnist") return "vit";
@@ -32,6 +34,11 @@ void ModelConfig::resolve() {
   check(n_layers > 0, "layers must be positive, got ", n_layers);
   check(n_heads > 0 && d_model % n_heads == 0, "heads (", n_heads, ") must divide d_model (", d_model, ")");
   check(context > 0, "context must be positive, got ", context);
+  if (init.empty()) init = default_init(task);
+  if (pe_init.empty()) pe_init = "normal";
+  check(init == "torch" || init == "gpt2", "unknown init '", init, "'; valid: torch, gpt2");
+  check(pe_init == "normal" || pe_init == "identity" || pe_init == "negative", "unknown pe-init '", pe_init,
+        "'; valid: normal, identity, negative");
   AttentionConfig a = resolve_config(variant, attention());
   kv_heads = a.kv_heads;
   pe_channels = a.pe_channels;
@@ -67,6 +74,15 @@ std::string ModelConfig::to_json() const {
   }
   j["dropout"] = dropout;
   if (task == "lm") j["vocab"] = vocab;
+  j["init"] = init.empty() ? default_init(task) : init;
+  j["pe_init"] = pe_init.empty() ? "normal" : pe_init;
+  if (!recipe.empty()) {
+    try {
+      j["recipe"] = nlohmann::ordered_json::parse(recipe);
+    } catch (const std::exception&) {
+      fail("model config: the recipe is not JSON: ", recipe);
+    }
+  }
   return j.dump();
 }
 
@@ -107,6 +123,18 @@ ModelConfig ModelConfig::from_json(const std::string& text) {
     if (j.contains("patch")) c.patch = integer("patch");
     if (j.contains("image")) c.image = integer("image");
     if (j.contains("dropout") && j["dropout"].is_number()) c.dropout = j["dropout"].get<double>();
+    // Checkpoints from before these fields were initialised GPT-2 style with w = 1/m (ModelConfig).
+    auto text = [&](const char* key, const char* old) -> std::string {
+      if (!j.contains(key)) return old;
+      check(j[key].is_string(), "checkpoint config: field '", key, "' must be a string");
+      return j[key].get<std::string>();
+    };
+    c.init = text("init", "gpt2");
+    c.pe_init = text("pe_init", "identity");
+    if (j.contains("recipe")) {
+      check(j["recipe"].is_object(), "checkpoint config: field 'recipe' must be an object");
+      c.recipe = j["recipe"].dump();
+    }
     if (c.task == "lm") {
       const auto& v = need("vocab");
       check(v.is_array(), "checkpoint config: field 'vocab' must be a list of byte values");

@@ -25,6 +25,16 @@ struct ModelConfig {
   int64_t image = 28;           // ViT: image side
   double dropout = 0.0;
   std::vector<int> vocab;       // LM: the byte value of each token id
+  // Initialisation (models/transformer.h, "init"): "torch" = PyTorch's module defaults (the authors' synthetic and
+  // vision code), "gpt2" = N(0, 0.02) weights and zero biases (their LM code). "" = the task's default, filled in by
+  // resolve(). A checkpoint without the field was made before the choice existed: gpt2.
+  std::string init;
+  // The (X)+ bias's mixing weights w at the start: "normal" N(0, 0.02) as the authors, "identity" w = 1/m (sum w =
+  // +1, qkvlab's old start), "negative" w = -1/m. "" = normal; a checkpoint without the field: identity.
+  std::string pe_init;
+  // The training recipe the weights came from, as a JSON object (trainer.h recipe_json); "" = not recorded (a
+  // checkpoint from before the field). A record only: it does not change the model, and --resume ignores it.
+  std::string recipe;
 
   std::string model_kind() const;        // "gpt", "encoder" or "vit", from task
   int64_t hidden() const { return ffn > 0 ? ffn : 4 * d_model; }
@@ -35,6 +45,8 @@ struct ModelConfig {
 };
 
 bool is_synthetic_task(const std::string& task);
+// The task's default init: torch for the synthetic tasks and fmnist (the authors' code), gpt2 for the LM.
+std::string default_init(const std::string& task);
 
 // GPT presets of DESIGN.md section 5 (the PyTorch reference in bench/ uses the same):
 //   tiny  = context 64, d 64, 4 heads, 2 layers (batch 32)

@@ -297,7 +297,7 @@ void EpochSampler::build_perm() {
 std::vector<int64_t> EpochSampler::next(int64_t batch_size, Generator& gen) {
   check(batch_size >= 1 && batch_size <= n_, "sampler: batch size must be in 1..", n_, " (the dataset size), got ",
         batch_size);
-  if (state_.epoch == 0 || state_.pos + batch_size > n_) {
+  if (state_.epoch == 0 || state_.pos >= n_ || (!keep_last_ && state_.pos + batch_size > n_)) {
     state_.epoch += 1;
     state_.perm_seed = gen.next_u64();
     state_.pos = 0;
@@ -305,6 +305,7 @@ std::vector<int64_t> EpochSampler::next(int64_t batch_size, Generator& gen) {
   } else if (int64_t(perm_.size()) != n_) {
     build_perm();  // after set_state
   }
+  batch_size = std::min(batch_size, n_ - state_.pos);  // keep_last: the epoch's partial batch
   std::vector<int64_t> idx(perm_.begin() + state_.pos, perm_.begin() + state_.pos + batch_size);
   state_.pos += batch_size;
   return idx;

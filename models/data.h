@@ -157,7 +157,10 @@ SyntheticSeeds synthetic_seeds(uint64_t seed);  // the first two outputs of Gene
 class EpochSampler {
  public:
   explicit EpochSampler(int64_t n);
+  // The next batch of the current epoch's permutation. With keep_last (PyTorch's drop_last=False) an epoch ends
+  // with the partial batch of the n % batch_size left over; without, those are skipped.
   std::vector<int64_t> next(int64_t batch_size, Generator& gen);
+  void set_keep_last(bool on) { keep_last_ = on; }
   int64_t size() const { return n_; }
   int64_t epoch() const { return state_.epoch; }  // epochs started so far
 
@@ -174,6 +177,7 @@ class EpochSampler {
   int64_t n_;
   State state_;
   std::vector<int64_t> perm_;
+  bool keep_last_ = false;
 };
 
 // Rows idx of a (N, ...) array, stacked into a (len(idx), ...) contiguous array of the same dtype.

@@ -346,7 +346,11 @@ TrainingState load_checkpoint(const std::string& dir, TransformerModel& model, O
   check(info.checkpoint, "train --resume: no checkpoint in ", dir, " (it has no ", kModel,
         "); train without --resume first");
   auto saved = load_model(info.model);
-  check(saved->config().to_json() == model.config().to_json(), "train --resume: the checkpoint in ", dir,
+  auto arch = [](ModelConfig c) {  // the recipe is a record; a resumed run may raise --steps
+    c.recipe.clear();
+    return c.to_json();
+  };
+  check(arch(saved->config()) == arch(model.config()), "train --resume: the checkpoint in ", dir,
         " is a different model (", saved->config().variant.id(), ", d ", saved->config().d_model, ", ",
         saved->config().n_layers, " layers) from the one asked for");
   model.load_state_dict(saved->state_dict());

@@ -32,6 +32,9 @@ class TaskData {
   // batches. Samplers without state return {}.
   virtual std::vector<int64_t> sampler_state() const { return {}; }
   virtual void set_sampler_state(const std::vector<int64_t>& state) { (void)state; }
+  // Epoch-ordered tasks: end each epoch with its partial batch (train_batch then returns fewer examples) instead
+  // of skipping it; the authors' synthetic recipe (PyTorch's DataLoader with drop_last=False).
+  virtual void set_partial_batches(bool on) { (void)on; }
 };
 
 struct TaskOptions {

@@ -84,6 +84,7 @@ class EpochTask : public TaskData {
     int64_t n = max_examples > 0 ? std::min(max_examples, test_x_.size(0)) : test_x_.size(0);
     return score(model, batches, n);
   }
+  void set_partial_batches(bool on) override { sampler_.set_keep_last(on); }
   std::vector<int64_t> sampler_state() const override {
     auto s = sampler_.state();
     return {s.epoch, int64_t(s.perm_seed), s.pos};

@@ -71,6 +71,37 @@ void clear_stop() { g_stop = false; }
 
 double EvalResult::perplexity() const { return std::exp(loss); }
 
+std::string recipe_json(const TrainOptions& o) {
+  nlohmann::json j;  // sorted keys: the text round-trips through a checkpoint unchanged
+  j["optimizer"] = o.weight_decay > 0 ? "AdamW" : "Adam";
+  j["lr"] = o.lr;
+  j["beta1"] = o.beta1;
+  j["beta2"] = o.beta2;
+  j["batch"] = o.batch;
+  j["steps"] = o.steps;
+  j["epochs"] = o.epochs;
+  j["partial_batches"] = o.partial_batches;
+  j["warmup"] = o.warmup_ratio;
+  j["schedule"] = "linear warm-up, cosine";
+  j["min_lr_ratio"] = o.min_lr_ratio;
+  j["clip"] = o.clip;
+  j["weight_decay"] = o.weight_decay;
+  return j.dump();
+}
+
+std::string recipe_line(const TrainOptions& o) {
+  char buf[256];
+  std::string steps = std::to_string(o.steps) + " steps";
+  if (o.epochs > 0)
+    steps += " (" + std::to_string(o.epochs) + " epoch" + (o.epochs > 1 ? "s" : "") +
+             (o.partial_batches ? ", partial batches" : "") + ")";
+  std::snprintf(buf, sizeof buf, "%s lr %g%s, batch %lld, %s, %g %% warm-up + cosine to %g x lr, clip %g",
+                o.weight_decay > 0 ? "AdamW" : "Adam", o.lr,
+                o.weight_decay > 0 ? (" wd " + std::to_string(o.weight_decay)).c_str() : "", (long long)o.batch,
+                steps.c_str(), 100.0 * o.warmup_ratio, o.min_lr_ratio, o.clip);
+  return buf;
+}
+
 TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOptions& o) {
   check(o.steps > 0, "train: --steps must be positive, got ", o.steps);
   check(o.batch > 0, "train: --batch must be positive, got ", o.batch);
@@ -84,6 +115,7 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
   const int world = o.data_parallel ? dist::size() : 1;
   const int rank = o.data_parallel ? dist::rank() : 0;
   const bool root = rank == 0;
+  data.set_partial_batches(o.partial_batches && world == 1);  // ranks split a batch evenly: whole batches only
   const bool files = !o.out_dir.empty();
   const bool writer = files && root;
   const std::string metrics_path = files ? join(o.out_dir, "metrics.jsonl") : "";

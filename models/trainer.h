@@ -33,6 +33,8 @@ struct TrainOptions {
   bool recompute = false;      // recompute block activations in backward: less memory, ~1 more forward a step
   bool verbose = true;         // progress on stderr
   std::string label;           // prefix of progress lines (e.g. the variant in a study)
+  bool partial_batches = false;  // epoch tasks: each epoch ends with its partial batch (TaskData::set_partial_batches)
+  int64_t epochs = 0;           // for the record (recipe_json): the --epochs that gave `steps`, 0 if --steps
   bool data_parallel = true;  // under mpirun (make MPI=1): batch is per rank, gradients averaged over the ranks
                               // (models/distributed.h); false: this process trains alone
 };
@@ -49,6 +51,14 @@ struct TrainResult {
 };
 
 TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOptions& opts);
+
+// The recipe of these options as a JSON object (sorted keys), stored in the model config (ModelConfig::recipe) and
+// in a study's results.json: optimizer, lr, batch, steps, epochs, partial_batches, warmup, schedule, min_lr_ratio,
+// clip, weight_decay.
+std::string recipe_json(const TrainOptions& opts);
+// One line for people: "Adam lr 0.001, batch 128, 158 steps (2 epochs, partial batches), 5 % warm-up + cosine to
+// 0 x lr, clip 5".
+std::string recipe_line(const TrainOptions& opts);
 
 // Ctrl-C: the app's SIGINT handler calls request_stop(); the loop then saves a checkpoint and returns.
 void request_stop();

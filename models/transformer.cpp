@@ -1,5 +1,7 @@
 #include "models/transformer.h"
 
+#include <cmath>
+
 #include "autograd/recompute.h"
 
 namespace qkvlab {
@@ -42,6 +44,55 @@ Tensor TransformerModel::run_blocks(Tensor x, KVCache* cache, std::vector<Attent
 }
 
 namespace {
+void redraw_uniform(const Tensor& t, Generator& gen, double bound) {
+  Array a = t.data();  // shares the parameter's storage
+  a.copy_(Array::uniform(a.shape(), gen, -bound, bound, a.dtype()));
+}
+void redraw_normal(const Tensor& t, Generator& gen, double std) {
+  Array a = t.data();
+  a.copy_(Array::normal(a.shape(), gen, 0.0, std, a.dtype()));
+}
+}  // namespace
+
+void TransformerModel::init_weights() {
+  if (cfg_.init == "torch") {
+    const bool vit = cfg_.model_kind() == "vit";
+    for (const auto& [name, m] : named_modules()) {
+      if (const auto* lin = dynamic_cast<const Linear*>(m)) {
+        const double bound = 1.0 / std::sqrt(double(lin->in_features));  // kaiming_uniform(a=sqrt(5)) and bias
+        redraw_uniform(lin->weight, gen_, bound);
+        if (lin->bias.defined()) redraw_uniform(lin->bias, gen_, bound);
+      } else if (const auto* emb = dynamic_cast<const Embedding*>(m)) {
+        if (emb->bias.defined()) {  // the one-hot Linear(vocab, d)
+          const double bound = 1.0 / std::sqrt(double(emb->weight.size(0)));
+          redraw_uniform(emb->weight, gen_, bound);
+          redraw_uniform(emb->bias, gen_, bound);
+        } else if (!vit) {
+          redraw_normal(emb->weight, gen_, 1.0);  // nn.Embedding: N(0, 1)
+        }
+      }
+    }
+  }
+  for (const auto& [name, m] : named_modules())
+    if (const auto* pe = dynamic_cast<const PositionalScoreBias*>(m)) {
+      const double inv = 1.0 / double(pe->channels);
+      if (cfg_.pe_init == "normal") redraw_normal(pe->weight, gen_, 0.02);
+      else Array(pe->weight.data()).fill_(cfg_.pe_init == "negative" ? -inv : inv);
+    }
+}
+
+std::vector<double> pe_temperatures(const TransformerModel& model) {
+  std::vector<double> out;
+  for (const auto& [name, m] : model.named_modules())
+    if (const auto* pe = dynamic_cast<const PositionalScoreBias*>(m)) {
+      double s = 0;
+      for (double w : pe->weight.data().to_vector()) s += w;
+      out.push_back(s);
+    }
+  return out;
+}
+
+namespace {
 Array positions(int64_t start, int64_t T) {
   Array p = Array::empty({T}, DType::I64);
   for (int64_t t = 0; t < T; ++t) p.data<int64_t>()[t] = start + t;
@@ -58,6 +109,7 @@ GPT::GPT(const ModelConfig& cfg, uint64_t seed)
   register_module("pos_emb", pos_emb);
   build_blocks();
   register_module("ln_f", ln_f);
+  init_weights();
 }
 
 Tensor GPT::forward(const Array& ids, KVCache* cache, std::vector<AttentionMaps>* maps) {
@@ -71,13 +123,14 @@ Tensor GPT::forward(const Array& ids, KVCache* cache, std::vector<AttentionMaps>
 }
 
 Encoder::Encoder(const ModelConfig& cfg, uint64_t seed)
-    : TransformerModel(cfg, seed), tok_emb(cfg.vocab_size, cfg.d_model, gen_),
+    : TransformerModel(cfg, seed), tok_emb(cfg.vocab_size, cfg.d_model, gen_, 0.02, /*bias=*/cfg_.init == "torch"),
       pos_emb(cfg.context, cfg.d_model, gen_), ln_f(cfg.d_model), head(cfg.d_model, cfg.n_classes, gen_) {
   register_module("tok_emb", tok_emb);
   register_module("pos_emb", pos_emb);
   build_blocks();
   register_module("ln_f", ln_f);
   register_module("head", head);
+  init_weights();
 }
 
 Tensor Encoder::forward(const Array& ids, std::vector<AttentionMaps>* maps) {
@@ -99,6 +152,7 @@ ViT::ViT(const ModelConfig& cfg, uint64_t seed)
   build_blocks();
   register_module("ln_f", ln_f);
   register_module("head", head);
+  init_weights();
 }
 
 Array patchify(const Array& images, int64_t p) {

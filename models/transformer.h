@@ -24,6 +24,18 @@ struct Block : Module {
 };
 
 // What every model shares: its config, the blocks, and the generator that drives dropout.
+//
+// Initialisation (config.init; docs/RESULTS.md, "What the init does to the verdict"). Every layer first draws
+// GPT-2 style (N(0, 0.02) weights, zero biases); then init_weights() redraws, in registration order, from the same
+// generator:
+//   torch  PyTorch's module defaults, the authors' synthetic code: every Linear's weight AND bias ~ U(-1/sqrt(in),
+//          1/sqrt(in)); the Encoder's digits go one-hot through a Linear(vocab, d) with bias (tok_emb.weight and
+//          tok_emb.bias, U(-1/sqrt(vocab), ..)); other embeddings N(0, 1) (nn.Embedding's default), except the ViT's
+//          position embedding and CLS token, which stay N(0, 0.02) as in the authors' vision code. LayerNorm 1 / 0.
+//   gpt2   nothing redrawn (the authors' LM code).
+// Under torch the position embedding starts 4-5x the token signal (std 1 against 0.18 for a digit's weight row,
+// 0.26 with the bias); under gpt2 the two start equal. Then the (X)+ weights w (config.pe_init): normal N(0, 0.02),
+// identity 1/m, negative -1/m.
 class TransformerModel : public Module {
  public:
   TransformerModel(const ModelConfig& cfg, uint64_t seed);  // weights are drawn from generator() seeded here
@@ -40,6 +52,7 @@ class TransformerModel : public Module {
 
  protected:
   void build_blocks();  // makes and registers blocks.0 .. blocks.{n_layers-1}
+  void init_weights();  // the redraws above; the last thing each model's constructor does
   ModelConfig cfg_;
   Generator gen_;
   bool recompute_ = false;
@@ -78,6 +91,9 @@ struct ViT : TransformerModel {
 
 // (B, 1, H, W) -> (B, (H/p)*(W/p), p*p): non-overlapping patches in row-major order.
 Array patchify(const Array& images, int64_t patch);
+
+// Sum of the (X)+ mixing weights w of each layer (the learned temperature on S); empty without the bias.
+std::vector<double> pe_temperatures(const TransformerModel& model);
 
 // Builds the model the config describes (GPT, Encoder or ViT) with weights from `seed`.
 std::unique_ptr<TransformerModel> make_model(const ModelConfig& cfg, uint64_t seed);

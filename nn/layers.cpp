@@ -25,16 +25,24 @@ std::string Linear::extra_repr() const {
          (bias.defined() ? "" : ", bias=false");
 }
 
-Embedding::Embedding(int64_t num, int64_t dim, Generator& gen, double init_std) {
+Embedding::Embedding(int64_t num, int64_t dim, Generator& gen, double init_std, bool has_bias) {
   check(num > 0 && dim > 0, "Embedding: sizes must be positive, got num=", num, " dim=", dim);
   weight = Tensor(Array::normal({num, dim}, gen, 0.0, init_std));
   register_parameter("weight", weight);
+  if (has_bias) {
+    bias = Tensor(Array::zeros({dim}));
+    register_parameter("bias", bias);
+  }
 }
 
-Tensor Embedding::forward(const Array& ids) const { return embedding(weight, ids); }
+Tensor Embedding::forward(const Array& ids) const {
+  Tensor e = embedding(weight, ids);       // (..., dim)
+  return bias.defined() ? add(e, bias) : e;  // one-hot @ weight + bias
+}
 
 std::string Embedding::extra_repr() const {
-  return "num=" + std::to_string(weight.size(0)) + ", dim=" + std::to_string(weight.size(1));
+  return "num=" + std::to_string(weight.size(0)) + ", dim=" + std::to_string(weight.size(1)) +
+         (bias.defined() ? ", bias=true" : "");
 }
 
 LayerNorm::LayerNorm(int64_t dim, double eps_) : eps(eps_) {

@@ -1,5 +1,6 @@
 // Layers. Shapes follow PyTorch: Linear stores weight as [out, in] and computes x @ weight^T + bias.
-// Weights start as N(0, init_std) (0.02, as in GPT-2) and biases as zeros, drawn from the Generator given.
+// Weights start as N(0, init_std) (0.02, as in GPT-2) and biases as zeros, drawn from the Generator given; a model
+// with init "torch" redraws them afterwards (models/transformer.h, TransformerModel::init_weights).
 #pragma once
 #include <cstdint>
 
@@ -19,9 +20,12 @@ struct Linear : Module {
   std::string extra_repr() const override;
 };
 
+// With bias = true it is a Linear(num, dim) applied to one-hot ids (weight = that Linear's weight transposed), as
+// the authors' synthetic model reads its digits.
 struct Embedding : Module {
   Tensor weight;  // (num, dim)
-  Embedding(int64_t num, int64_t dim, Generator& gen, double init_std = 0.02);
+  Tensor bias;    // (dim); undefined unless bias = true
+  Embedding(int64_t num, int64_t dim, Generator& gen, double init_std = 0.02, bool bias = false);
   Tensor forward(const Array& ids) const;  // int64 (...) -> (..., dim)
   Tensor operator()(const Array& ids) const { return forward(ids); }
   std::string type_name() const override { return "Embedding"; }

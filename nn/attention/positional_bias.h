@@ -10,8 +10,15 @@
 //   S'[i,j] = (sum_c w_c) S[i,j] + a(i) + c(j) + b,    a(i) = sum_{c<m/2} w_c P[i,.,c],  c(j) likewise,
 //
 // which is how it is computed: two (n x m/2) tables instead of an n x n x m tensor. sum_c w_c acts as a learned
-// temperature on S. Initialisation: w_c = 1/m and b = 0, so the layer starts as the identity on S (the paper's
-// precursor used Xavier-uniform instead).
+// temperature on S, and its sign matters: with sum w < 0 softmax prefers the key LEAST like the query, which is how
+// a symmetric head (q = k) can send every position to a partner that is not itself (docs/RESULTS.md, "The (X)+
+// temperature"). b is one number added to every score, which softmax ignores: its gradient is zero up to rounding,
+// but Adam divides a step by the gradient's own size, so that rounding noise moves b a little (it drifts slightly
+// from 0 during training; harmless, since no output depends on it). It is kept because the paper's formula has it.
+//
+// Initialisation: b = 0 and w = 1/m here (sum w = +1, the identity on S); the model then redraws w as its
+// config.pe_init says (models/transformer.h): normal N(0, 0.02) (the authors', the default), identity 1/m,
+// negative -1/m. (The paper's precursor used Xavier-uniform.)
 #pragma once
 #include "nn/module.h"
 
@@ -20,7 +27,7 @@ namespace qkvlab {
 struct PositionalScoreBias : Module {
   Tensor weight;  // (m)
   Tensor bias;    // (1)
-  Array query_table, key_table;  // (n, m - m/2) and (n, m/2): P's query-position and key-position channels
+  Array query_table, key_table;  // (n, m/2) and (n, m - m/2): P's query-position and key-position channels
   int64_t channels, max_positions;
 
   PositionalScoreBias(int64_t max_positions, int64_t channels = 10);
