@@ -39,10 +39,6 @@ bool lexists(const std::string& p) {
   struct stat st;
   return ::lstat(p.c_str(), &st) == 0;
 }
-bool is_symlink(const std::string& p) {
-  struct stat st;
-  return ::lstat(p.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
-}
 bool is_file(const std::string& p) {  // follows symlinks
   struct stat st;
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
