@@ -106,7 +106,7 @@ DEMO_FLAGS ?= --task reverse --variants paper-synthetic --d-model 64 --layers 2 
 # Only the program: the tests and benchmarks are not needed to print the table.
 demo: $(APP)
 	$(LINK_APP)
-	build/qkvlab study $(DEMO_FLAGS) --out runs/demo
+	build/qkvlab study $(DEMO_FLAGS) --out runs/demo --overwrite
 
 clean:
 	rm -rf build

@@ -4,9 +4,11 @@
 // attention maps) and loss_curves.png under --out.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -14,6 +16,7 @@
 #include "app/model_flags.h"
 #include "app/plot.h"
 #include "app/report.h"
+#include "models/run_dir.h"
 
 namespace qkvlab::app {
 
@@ -26,6 +29,7 @@ struct StudyArgs {
   std::string out = "runs/study";
   int64_t seeds = 1;
   bool no_maps = false;
+  bool resume = false, overwrite = false;
   std::string inits;  // comma list (torch,gpt2): one study per init, verdicts side by side
 };
 
@@ -44,6 +48,72 @@ struct VariantResult {
     return m;
   }
 };
+
+namespace fs = std::filesystem;
+
+// The run directories below a study's --out (variant folders, and their seedN folders).
+std::vector<std::string> study_runs(const std::string& out) {
+  std::vector<std::string> runs;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(out, ec)) {
+    if (!e.is_directory(ec)) continue;
+    if (inspect_run(e.path().string()).holds_run) runs.push_back(e.path().string());
+    for (const auto& f : fs::directory_iterator(e.path(), ec))  // --seeds N: variant/seedS
+      if (f.is_directory(ec) && f.path().filename().string().rfind("seed", 0) == 0 &&
+          inspect_run(f.path().string()).holds_run)
+        runs.push_back(f.path().string());
+  }
+  std::sort(runs.begin(), runs.end());
+  return runs;
+}
+const char* const kStudyFiles[] = {"results.json", "results.csv", "loss_curves.png", "report.html"};
+
+// Refuses an --out that holds a study unless --resume or --overwrite (the rule of `train`, models/run_dir.h).
+void check_study_dir(const std::string& out, RunMode mode) {
+  if (mode == RunMode::Resume) {
+    check(fs::is_directory(out), "study --resume: no study in ", out, " to continue; study without --resume first");
+    return;
+  }
+  if (mode != RunMode::New || !fs::is_directory(out)) return;
+  const std::vector<std::string> runs = study_runs(out);
+  int64_t last = -1;
+  for (const auto& r : runs) last = std::max(last, inspect_run(r).step);
+  bool results = false;
+  for (const char* f : kStudyFiles) results = results || fs::exists(fs::path(out) / f);
+  if (runs.empty() && !results) return;
+  fail("study: ", out, " already holds a study (", runs.size(), " run", runs.size() == 1 ? "" : "s",
+       last >= 0 ? ", checkpoints up to step " + std::to_string(last) : std::string(", no checkpoint yet"),
+       results ? ", results.json" : "", "); continue it with --resume, or replace it with --overwrite");
+}
+
+// --overwrite: the old study's files go, each run under its own lock.
+void remove_study(const std::string& out) {
+  std::error_code ec;
+  for (const char* f : kStudyFiles) fs::remove(fs::path(out) / f, ec);
+  for (const std::string& r : study_runs(out)) {
+    auto lock = claim_run_dir(r, RunMode::Overwrite, "study");
+    fs::remove_all(fs::path(r) / "attention", ec);
+    fs::remove(fs::path(r) / ".lock", ec);
+    fs::remove(r, ec);  // only when nothing else is in it
+    fs::remove(fs::path(r).parent_path(), ec);  // a variant folder left empty by its seeds
+  }
+}
+
+// (step, loss) of the logged training losses up to `upto`, and the last elapsed_s, from a run's metrics.jsonl.
+std::vector<std::pair<int64_t, double>> logged_losses(const std::string& dir, int64_t upto, double* elapsed) {
+  std::vector<std::pair<int64_t, double>> out;
+  std::ifstream in(dir + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    try {
+      auto j = nlohmann::json::parse(line);
+      if (!j.contains("loss") || j["step"].get<int64_t>() > upto) continue;
+      out.emplace_back(j["step"].get<int64_t>(), j["loss"].get<double>());
+      if (elapsed && j.contains("elapsed_s")) *elapsed = j["elapsed_s"].get<double>();
+    } catch (...) {
+    }
+  }
+  return out;
+}
 
 std::string temps_str(const std::vector<double>& t) {
   std::string out;
@@ -71,7 +141,13 @@ std::vector<VariantResult> study_one(StudyArgs& a) {
   ModelConfig base = build_config(a.model, parse_variant("qkv"), *probe);
   std::vector<VariantSpec> specs = variant_set(a.variants, base.n_heads);
   check(!specs.empty(), "study: no variants in '", a.variants, "'");
+  check(!(a.resume && a.overwrite), "study: give --resume (continue the study) or --overwrite (replace it), not both");
+  const RunMode mode = a.resume ? RunMode::Resume : a.overwrite ? RunMode::Overwrite : RunMode::New;
+  check_study_dir(a.out, mode);  // before anything is written
   make_dirs(a.out);
+  std::shared_ptr<RunLock> study_lock = lock_run_dir(a.out);  // one study at a time writes --out
+  check_study_dir(a.out, mode);  // again under the lock
+  if (mode == RunMode::Overwrite) remove_study(a.out);
   const std::string metric_name = lm ? "val perplexity" : "accuracy";
   const TrainOptions recipe = train_options(a.train, a.model, *probe, a.common.seed);
 
@@ -95,8 +171,33 @@ std::vector<VariantResult> study_one(StudyArgs& a) {
                     a.seeds > 1 ? (" seed " + std::to_string(seed)).c_str() : "");
       o.label = label;
       auto model = make_model(r.cfg, seed);
-      TrainResult t = train_model(*model, *data, o);
-      check(!t.interrupted, "study: interrupted during ", r.spec.id(), "; finished runs are in ", a.out);
+      // --resume: a finished run is evaluated again from its checkpoint, an unfinished one continues.
+      RunInfo ri = inspect_run(o.out_dir);
+      if (a.resume) check_run_dir(o.out_dir, ri.holds_run ? RunMode::Resume : RunMode::New, "study");
+      check(!ri.checkpoint || ri.step <= o.steps || !a.resume, "study --resume: ", o.out_dir, " did ", ri.step,
+            " steps, more than the ", o.steps, " asked for");
+      TrainResult t;
+      std::vector<std::pair<int64_t, double>> earlier;  // losses logged before this process (a resumed run)
+      if (a.resume && ri.checkpoint && ri.step == o.steps) {
+        auto saved = load_model(ri.model);
+        check(saved->config().to_json() == r.cfg.to_json(), "study --resume: ", o.out_dir,
+              " holds a different model from the one asked for (", saved->config().variant.id(), ", d ",
+              saved->config().d_model, ")");
+        model = std::move(saved);
+        model->eval();
+        t.steps = ri.step;
+        t.eval = data->evaluate(*model, o.eval_examples);
+        earlier = logged_losses(o.out_dir, ri.step, &t.seconds);
+        if (!a.common.json) std::fprintf(stderr, "%s  done before (step %lld): evaluated again\n", label,
+                                         (long long)ri.step);
+      } else {
+        o.resume = a.resume && ri.checkpoint;
+        if (o.resume) earlier = logged_losses(o.out_dir, ri.step, nullptr);
+        t = train_model(*model, *data, o);
+      }
+      t.losses.insert(t.losses.begin(), earlier.begin(), earlier.end());
+      check(!t.interrupted, "study: interrupted during ", r.spec.id(), "; finished runs are in ", a.out,
+            " (continue with --resume)");
       r.params = model->num_parameters();
       r.metric.push_back(lm ? t.eval.perplexity() : t.eval.accuracy);
       r.loss.push_back(t.eval.loss);
@@ -272,6 +373,10 @@ void register_study(CLI::App& app) {
   cmd->add_option("--seeds", args->seeds, "seeds per variant (mean and spread in the table)")->default_val(1);
   cmd->add_option("--out", args->out, "results folder")->default_val("runs/study");
   cmd->add_flag("--no-maps", args->no_maps, "skip the attention-map PNGs");
+  cmd->add_flag("--resume", args->resume, "continue the study in --out: finished runs are evaluated again from their "
+                                          "checkpoints, unfinished ones continue from theirs");
+  cmd->add_flag("--overwrite", args->overwrite, "replace the study in --out (without it, study refuses a --out that "
+                                                "holds one)");
   cmd->add_option("--inits", args->inits, "run the study once per init in this comma list (torch,gpt2), each in "
                                           "OUT/<init>, and print the verdicts side by side");
   add_common_flags(cmd, args->common);

@@ -12,6 +12,7 @@
 #include "app/model_flags.h"
 #include "autograd/profile.h"
 #include "models/distributed.h"
+#include "models/run_dir.h"
 
 namespace qkvlab::app {
 
@@ -23,7 +24,25 @@ struct TrainArgs {
   std::string variant = "qkv";
   std::string out;
   bool resume = false;
+  bool overwrite = false;
+  std::string init_from;
 };
+
+// --init-from DIR: a new run (step 0, fresh optimizer state) from the weights of another run or file.
+void init_from_weights(TransformerModel& model, const std::string& from, const std::string& out) {
+  std::error_code ec;
+  const auto a = std::filesystem::weakly_canonical(from, ec), b = std::filesystem::weakly_canonical(out, ec);
+  check(a != b && a.parent_path() != b, "train: --init-from ", from, " is the run directory itself; choose another "
+                                        "--out (the weights in ", from, " stay as they are)");
+  std::unique_ptr<TransformerModel> src = load_model(from);
+  check(src->config().variant.id() == model.config().variant.id(), "train --init-from: ", from, " holds a ",
+        src->config().variant.id(), " model, not the ", model.config().variant.id(), " asked for (--variant)");
+  try {
+    model.load_state_dict(src->state_dict());
+  } catch (const Error& e) {
+    fail("train --init-from: ", from, " does not fit the model asked for: ", e.what());
+  }
+}
 
 void run(TrainArgs& a) {
   apply_common_flags(a.common);
@@ -35,18 +54,24 @@ void run(TrainArgs& a) {
   if (a.out.empty()) {
     a.out = "runs/" + cfg.task + "-" + variant_dir_name(cfg.variant.id());
   }
-  if (a.resume) {  // nothing to continue: say so, and do not leave an empty run directory behind
-    struct stat st;
-    check(::stat(a.out.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "train --resume: no run directory ", a.out,
-          " to continue; train without --resume first");
-  }
+  // The run directory (models/run_dir.h): refuse to replace a run unless told, before anything is written.
+  check(!(a.resume && a.overwrite), "train: give --resume (continue the run) or --overwrite (replace it), not both");
+  check(a.init_from.empty() || !a.resume, "train: --init-from starts a new run from those weights; it cannot be "
+                                          "combined with --resume");
+  const RunMode mode = a.resume ? RunMode::Resume : a.overwrite ? RunMode::Overwrite : RunMode::New;
+  const RunInfo before_info = check_run_dir(a.out, mode, "train");
   // The model first: a model too large to allocate (or any other error) must not leave an empty run directory.
   auto model = make_model(cfg, a.common.seed);
-  struct stat before;
-  const bool existed = ::stat(a.out.c_str(), &before) == 0;
+  if (!a.init_from.empty()) init_from_weights(*model, a.init_from, a.out);
+  const bool existed = before_info.exists;
   make_dirs(a.out);
+  std::shared_ptr<RunLock> lock;
+  if (dist::rank() == 0) lock = claim_run_dir(a.out, mode, "train");
+  opts.resume = a.resume && inspect_run(a.out).checkpoint;
+  if (a.resume && !opts.resume && dist::rank() == 0)  // metrics (or a half-written first save) but no checkpoint
+    std::fprintf(stderr, "train --resume: %s has no checkpoint yet (the run stopped before its first save); "
+                         "starting it again from step 0\n", a.out.c_str());
   opts.out_dir = a.out;
-  opts.resume = a.resume;
   const int ranks = dist::size();  // > 1 under mpirun (make MPI=1): only rank 0 prints
   const bool root = dist::rank() == 0;
   if (!a.common.json && root) {
@@ -57,6 +82,8 @@ void run(TrainArgs& a) {
     if (ranks > 1)
       std::printf("data-parallel over %d MPI ranks: batch %lld per rank, %lld per step\n", ranks,
                   (long long)opts.batch, (long long)opts.batch * ranks);
+    if (!a.init_from.empty()) std::printf("weights from %s (a new run: step 0, new optimizer state)\n",
+                                          a.init_from.c_str());
     std::printf("init %s%s; %s; run dir %s\n", cfg.init.c_str(),
                 cfg.pe_channels > 0 ? (", pe-init " + cfg.pe_init).c_str() : "", recipe_line(opts).c_str(),
                 a.out.c_str());
@@ -72,6 +99,8 @@ void run(TrainArgs& a) {
     const std::filesystem::path dir(a.out), metrics = dir / "metrics.jsonl";
     if (!existed) {
       if (std::filesystem::file_size(metrics, ec) == 0 && !ec) std::filesystem::remove(metrics, ec);
+      if (std::distance(std::filesystem::directory_iterator(dir, ec), std::filesystem::directory_iterator()) == 1)
+        std::filesystem::remove(dir / ".lock", ec);  // all there is: the lock file of the folder this process made
       std::filesystem::remove(dir, ec);  // only if empty: a run with metrics or checkpoints keeps them
     }
     throw;
@@ -151,6 +180,10 @@ void register_train(CLI::App& app) {
   cmd->add_option("--out", args->out, "run directory for model.safetensors, optimizer.safetensors, metrics.jsonl "
                                       "(default runs/TASK-VARIANT)");
   cmd->add_flag("--resume", args->resume, "continue the run in --out from its last checkpoint");
+  cmd->add_flag("--overwrite", args->overwrite, "replace the run in --out (without it, train refuses a --out that "
+                                                "holds a run)");
+  cmd->add_option("--init-from", args->init_from, "start a new run (step 0, new optimizer state) from the weights in "
+                                                  "this run directory or model.safetensors");
   add_common_flags(cmd, args->common);
   cmd->footer(
       "Examples:\n"
@@ -160,8 +193,9 @@ void register_train(CLI::App& app) {
       "  qkvlab train --task fmnist --variant qkv --epochs 2\n"
       "Ctrl-C saves a checkpoint and stops with exit status 130 (128 + SIGINT: the run is not finished, so\n"
       "`train ... && eval ...` stops too); --resume continues it exactly, bit for bit with the same --threads.\n"
-      "A second Ctrl-C quits at once (also status 130): each file is written atomically, and --resume refuses\n"
-      "a model.safetensors and optimizer.safetensors of different steps.\n"
+      "A second Ctrl-C quits at once (also status 130), as a crash or kill -9 may: --out always holds the last\n"
+      "complete checkpoint (docs/RELIABILITY.md, \"Run directories\"). A --out that holds a run is refused\n"
+      "unless --resume or --overwrite; one process at a time writes it (a lock file, --out/.lock).\n"
       "Exit status: 0 done, 2 error (one line on stderr), 130 interrupted by Ctrl-C.");
   cmd->callback([args] { run(*args); });
 }

@@ -1,4 +1,5 @@
 #include "app/common.h"
+#include "app/flag_checks.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,6 +26,36 @@ void add_common_flags(CLI::App* cmd, CommonFlags& flags) {
 void apply_common_flags(const CommonFlags& flags) {
   if (flags.threads > 0) set_num_threads(flags.threads);
   (void)num_threads();  // a bad QKVLAB_THREADS is an error now, before anything is written
+}
+
+namespace {
+// "" when `s` is a decimal whole number that fits (int64, or uint64 when `is_unsigned`), else why not.
+std::string whole_number_error(const std::string& s, bool is_unsigned) {
+  const bool negative = !s.empty() && s[0] == '-';
+  const std::string digits = s.substr(negative || (!s.empty() && s[0] == '+') ? 1 : 0);
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos)
+    return "'" + s + "' is not a whole number (decimal digits only)";
+  if (negative && is_unsigned) return s + " is negative; expected a whole number >= 0";
+  const std::string limit = is_unsigned ? "18446744073709551615" : negative ? "9223372036854775808"
+                                                                             : "9223372036854775807";
+  std::string d = digits.substr(std::min(digits.find_first_not_of('0'), digits.size() - 1));
+  if (d.size() > limit.size() || (d.size() == limit.size() && d > limit))
+    return s + " is beyond what qkvlab can count (" + (negative ? "-" : "") + limit + " is the limit)";
+  return "";
+}
+}  // namespace
+
+void check_integer_flags(CLI::App& app) {
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    for (CLI::Option* opt : sub->get_options()) {
+      const std::string type = opt->get_type_name();
+      if (type != "INT" && type != "UINT") continue;
+      const bool is_unsigned = type == "UINT";
+      opt->check(CLI::Validator(
+          [is_unsigned](std::string& s) { return whole_number_error(s, is_unsigned); }, "", "whole number"));
+    }
+    check_integer_flags(*sub);
+  }
 }
 
 void make_dirs(const std::string& path) {

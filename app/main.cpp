@@ -8,6 +8,7 @@
 #include <string>
 
 #include "app/common.h"
+#include "app/flag_checks.h"
 #include "autograd/profile.h"
 #include "tensor/parallel.h"
 #include "models/distributed.h"
@@ -62,6 +63,7 @@ int run(int argc, char** argv) {
   qkvlab::app::register_gradcheck(app);
   qkvlab::app::register_bench(app);
   qkvlab::app::register_report(app);
+  qkvlab::app::check_integer_flags(app);
   try {
     // A mistyped command would otherwise only hear "A subcommand is required".
     if (argc >= 2 && argv[1][0] != '-') {

@@ -92,7 +92,9 @@ void save_training_state(const std::string& path, const Optimizer& opt, const Tr
   tensors.emplace_back("rng.data", rng_to_array(st.data_rng));
   tensors.emplace_back("rng.model", rng_to_array(st.model_rng));
   tensors.emplace_back("sampler", Array::from_vector(st.sampler, {int64_t(st.sampler.size())}));
-  save_safetensors(path, tensors, {{"optimizer", opt.name()}});
+  tensors.emplace_back("train.window_loss", Array::from_vector(std::vector<double>{st.window_loss}, {1}));
+  tensors.emplace_back("train.window_n", Array::from_vector(std::vector<int64_t>{st.window_n}, {1}));
+  save_safetensors(path, tensors, {{"optimizer", opt.name()}, {"step", std::to_string(st.step)}});
 }
 
 TrainingState load_training_state(const std::string& path, Optimizer& opt) {
@@ -105,6 +107,12 @@ TrainingState load_training_state(const std::string& path, Optimizer& opt) {
     else if (n == "sampler") {
       check(a.dtype() == DType::I64 && a.ndim() == 1, path, ": 'sampler' must be a 1-D int64 tensor");
       out.sampler = a.to_ints();
+    } else if (n == "train.window_loss") {
+      check(a.dtype() == DType::F64 && a.numel() == 1, path, ": 'train.window_loss' must be one float64");
+      out.window_loss = a.item();
+    } else if (n == "train.window_n") {
+      check(a.dtype() == DType::I64 && a.numel() == 1, path, ": 'train.window_n' must be one int64");
+      out.window_n = a.to_ints()[0];
     }
     else opt_state.emplace_back(n, a);
   }

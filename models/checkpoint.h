@@ -30,7 +30,10 @@ struct TrainingState {
   int64_t step = 0;
   Generator::State data_rng{}, model_rng{};
   std::vector<int64_t> sampler;  // the task's batch sampler (TaskData::sampler_state)
+  double window_loss = 0.0;      // the loss summed since the last logged step, and how many steps that is: a run
+  int64_t window_n = 0;          // resumed between two log lines logs the same mean as one that never stopped
 };
+// __metadata__ holds "optimizer" (its name) and "step" (st.step), which the run directory checks against the model's.
 void save_training_state(const std::string& path, const Optimizer& opt, const TrainingState& st);
 TrainingState load_training_state(const std::string& path, Optimizer& opt);
 

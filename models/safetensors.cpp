@@ -112,9 +112,35 @@ std::vector<uint8_t> tensor_bytes(const Entry& e) {
   return out;
 }
 
+// QKVLAB_FAULT_INJECT=enospc-after:BYTES: the writes of save_safetensors fail with ENOSPC ("No space left on
+// device") once the process has written BYTES bytes through them, as on a full disk (a test hook: docs/RELIABILITY.md).
+int64_t enospc_budget() {
+  static const int64_t budget = [] {
+    const char* fault = std::getenv("QKVLAB_FAULT_INJECT");
+    const std::string f = fault ? fault : "", key = "enospc-after:";
+    if (f.rfind(key, 0) != 0) return int64_t(-1);
+    return int64_t(std::strtoll(f.c_str() + key.size(), nullptr, 10));
+  }();
+  return budget;
+}
+std::atomic<int64_t> g_written{0};
+
+ssize_t write_some(int fd, const uint8_t* p, size_t n) {
+  const int64_t budget = enospc_budget();
+  if (budget < 0) return ::write(fd, p, n);
+  const int64_t left = budget - g_written.load();
+  if (left <= 0) {
+    errno = ENOSPC;
+    return -1;
+  }
+  ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t(left)));
+  if (w > 0) g_written += w;
+  return w;
+}
+
 void write_all(int fd, const uint8_t* p, size_t n, const std::string& tmp) {
   while (n > 0) {
-    ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t(1) << 30));
+    ssize_t w = write_some(fd, p, std::min<size_t>(n, size_t(1) << 30));
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
       std::string why = errno_str();

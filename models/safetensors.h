@@ -18,6 +18,9 @@
 // "kill-mid-write", save_safetensors writes the header and half of the data to the temporary file and then ends the
 // process with std::_Exit(77), as a crash would; "kill-mid-write:N" does so on the N-th save of the process (the
 // first N-1 complete normally). The file at <path> is untouched; "<path>.tmp.<pid>" stays behind.
+// "enospc-after:BYTES" makes the writes fail with ENOSPC once the process has written BYTES bytes to its
+// temporaries, as a full disk would (the temporary is removed, <path> untouched, the error names the device).
+
 #pragma once
 #include <cstddef>
 #include <cstdint>

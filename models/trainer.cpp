@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -14,6 +16,7 @@
 
 #include "autograd/profile.h"
 #include "models/distributed.h"
+#include "models/run_dir.h"
 #include "models/safetensors.h"
 
 namespace qkvlab {
@@ -28,22 +31,29 @@ constexpr double kDivergedLoss = 1e4;
 
 std::string join(const std::string& dir, const std::string& f) { return dir + (dir.back() == '/' ? "" : "/") + f; }
 
-// Keeps the metrics lines up to `step` (a resumed run rewrites what came after its checkpoint).
+// Keeps the metrics lines up to `step` (a resumed run rewrites what came after its checkpoint; -1: none). The file is
+// replaced by a rename, so a kill while it is rewritten leaves the old lines, never fewer.
 void truncate_metrics(const std::string& path, int64_t step) {
-  std::ifstream in(path);
-  if (!in) return;
   std::vector<std::string> keep;
-  for (std::string line; std::getline(in, line);) {
-    try {
-      auto j = nlohmann::json::parse(line);
-      if (j.contains("step") && j["step"].get<int64_t>() <= step) keep.push_back(line);
-    } catch (...) {
-      // a torn last line from a crash: drop it
+  if (std::ifstream in(path); in) {
+    for (std::string line; std::getline(in, line);) {
+      try {
+        auto j = nlohmann::json::parse(line);
+        if (j.contains("step") && j["step"].get<int64_t>() <= step) keep.push_back(line);
+      } catch (...) {
+        // a torn last line from a crash: drop it
+      }
     }
   }
-  in.close();
-  std::ofstream out(path, std::ios::trunc);
-  for (auto& l : keep) out << l << "\n";
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    for (auto& l : keep) out << l << "\n";
+    out.flush();
+    check(bool(out), "train: cannot write ", tmp);
+  }
+  check(std::rename(tmp.c_str(), path.c_str()) == 0, "train: cannot rename ", tmp, " to ", path, ": ",
+        std::strerror(errno));
 }
 
 std::string format_duration(double s) {
@@ -108,8 +118,6 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
   data.set_partial_batches(o.partial_batches && world == 1);  // ranks split a batch evenly: whole batches only
   const bool files = !o.out_dir.empty();
   const bool writer = files && root;
-  const std::string model_path = files ? join(o.out_dir, "model.safetensors") : "";
-  const std::string opt_path = files ? join(o.out_dir, "optimizer.safetensors") : "";
   const std::string metrics_path = files ? join(o.out_dir, "metrics.jsonl") : "";
 
   AdamW opt(make_param_groups(model, o.weight_decay), o.lr, o.beta1, o.beta2);
@@ -119,27 +127,12 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
   int64_t step = 0;
   int64_t saved_step = -1;  // the step of this run's last checkpoint (-1: none yet), named when training diverges
 
+  std::shared_ptr<RunLock> lock;  // the writer holds the run directory (models/run_dir.h) for as long as it runs
+  if (writer) lock = lock_run_dir(o.out_dir);
+  TrainingState resumed;
   if (o.resume) {
-    struct stat st;
-    check(::stat(model_path.c_str(), &st) == 0, "train --resume: no checkpoint in ", o.out_dir,
-          " (it has no model.safetensors); train without --resume first");
-    auto saved = load_model(model_path);
-    auto arch = [](ModelConfig c) {  // the recipe is a record; a resumed run may raise --steps
-      c.recipe.clear();
-      return c.to_json();
-    };
-    check(arch(saved->config()) == arch(model.config()), "train --resume: the checkpoint in ", o.out_dir,
-          " is a different model (", saved->config().variant.id(), ", d ", saved->config().d_model, ", ",
-          saved->config().n_layers, " layers) from the one asked for");
-    model.load_state_dict(saved->state_dict());
-    TrainingState ts = load_training_state(opt_path, opt);
-    // The two files are renamed into place one after the other: a crash (or a second Ctrl-C) between the two leaves
-    // weights and optimizer state of different steps, which must not be resumed as if they were a pair.
-    const auto meta = load_safetensors(model_path).metadata;
-    if (auto it = meta.find("step"); it != meta.end())
-      check(it->second == std::to_string(ts.step), "train --resume: ", model_path, " is from step ", it->second,
-            " but ", opt_path, " is from step ", ts.step,
-            " (the run was stopped between the two writes); it cannot be continued exactly");
+    TrainingState ts = load_checkpoint(o.out_dir, model, opt);
+    resumed = ts;
     step = ts.step;
     saved_step = step;
     data_rng.set_state(ts.data_rng);
@@ -149,7 +142,7 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
     check(step < o.steps, "train --resume: the run in ", o.out_dir, " already did ", step, " of ", o.steps,
           " steps; raise --steps to continue");
   } else if (writer) {
-    std::ofstream(metrics_path, std::ios::trunc);
+    truncate_metrics(metrics_path, -1);
   }
   std::ofstream metrics;
   if (writer) {
@@ -157,6 +150,8 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
     check(bool(metrics), "train: cannot write ", metrics_path);
   }
 
+  double window_loss = resumed.window_loss;  // the losses since the last logged step (saved with the checkpoint)
+  int64_t window_n = resumed.window_n;
   const std::vector<Tensor> params = model.parameters();
   auto check_ranks_agree = [&](const char* when) {
     check(world == 1 || dist::parameters_agree(params), "data-parallel training: the ranks' parameters differ ", when,
@@ -166,8 +161,8 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
   auto save = [&] {
     check_ranks_agree("at a checkpoint");
     if (!writer) return;
-    save_model(model_path, model, step);
-    save_training_state(opt_path, opt, {step, data_rng.state(), model.generator().state(), data.sampler_state()});
+    save_checkpoint(o.out_dir, model, opt,
+                    {step, data_rng.state(), model.generator().state(), data.sampler_state(), window_loss, window_n});
     saved_step = step;
   };
   auto log_json = [&](const nlohmann::ordered_json& j) {
@@ -187,8 +182,6 @@ TrainResult train_model(TransformerModel& model, TaskData& data, const TrainOpti
   const int64_t tokens_per_step = o.batch * world * data.tokens_per_example();  // over all ranks
   const int64_t first_step = step;
   auto t0 = std::chrono::steady_clock::now();
-  double window_loss = 0.0;
-  int64_t window_n = 0;
   const std::string opt_step_name = opt.name() + ".step";  // the profiler's row for the optimizer
   bool stop_all = false;  // data-parallel: a rank was asked to stop (every rank learns it in the step's allreduce)
   model.train();

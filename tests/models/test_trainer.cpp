@@ -11,6 +11,7 @@
 #include <cmath>
 #include <algorithm>
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <iterator>
 #include <limits>
@@ -284,7 +285,8 @@ TEST_CASE("resume refuses weights and optimizer state of different steps (a cras
   o.resume = true;
   train_once(synthetic_task(), "qkv", o, 1);  // to step 10
   CHECK(load_safetensors(dir + "/model.safetensors").metadata.at("step") == "10");
-  // As if the process died after writing model.safetensors (step 10) and before optimizer.safetensors.
+  // As if the step-10 optimizer state were replaced by step 5's (by hand; or an older build, which renamed the two
+  // files one after the other, killed between them): the files' steps are checked on load.
   std::filesystem::copy_file(tmp.file("optimizer_at_5.safetensors"), dir + "/optimizer.safetensors",
                              std::filesystem::copy_options::overwrite_existing);
   REQUIRE_THROWS_WITH(train_once(synthetic_task(), "qkv", o, 1),
@@ -386,13 +388,13 @@ TEST_CASE("a NaN at step 7 stops the run; the checkpoint of step 5 is kept intac
   AdamW opt(make_param_groups(*saved, 0.0), 1e-3);
   TrainingState ts = load_training_state(dir + "/optimizer.safetensors", opt);
   CHECK(ts.step == 5);
-  // No torn temporary files are left beside it.
-  int others = 0;
-  for (auto& e : std::filesystem::directory_iterator(dir)) {
-    std::string n = e.path().filename();
-    others += n != "model.safetensors" && n != "optimizer.safetensors" && n != "metrics.jsonl";
-  }
-  CHECK(others == 0);
+  // No torn temporary files are left beside it: the run directory of models/run_dir.h and nothing else.
+  std::set<std::string> names;
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir))
+    names.insert(e.path().lexically_relative(dir).string());  // relative() would resolve the links
+  CHECK(names == std::set<std::string>{".lock", "checkpoint", "metrics.jsonl", "model.safetensors",
+                                       "optimizer.safetensors", "step-5", "step-5/model.safetensors",
+                                       "step-5/optimizer.safetensors"});
 }
 
 TEST_CASE("stop_after stops, saves, and reports an interrupted run; eval_every evaluates", "[trainer]") {

@@ -1,6 +1,6 @@
 // Crash safety end to end: `qkvlab train` killed while writing a checkpoint (QKVLAB_FAULT_INJECT=kill-mid-write:N,
-// models/safetensors.h) keeps the previous checkpoint intact, and --resume continues from it to the very bytes of
-// a run that never crashed. A run whose learning rate blows it up stops with one line and keeps its last
+// models/safetensors.h) keeps the previous checkpoint published (models/run_dir.h), and --resume continues from it
+// to the very bytes of a run that never crashed. (Random SIGKILLs, a full disk, the lock: test_run_dir.cpp.) A run whose learning rate blows it up stops with one line and keeps its last
 // checkpoint, which loads.
 #include <catch2/catch.hpp>
 
@@ -52,6 +52,14 @@ int64_t optimizer_step(const std::string& dir) {
 }
 }  // namespace
 
+// The temporaries (torn files) anywhere in a run directory.
+std::vector<std::string> temporaries(const std::string& dir) {
+  std::vector<std::string> out;
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir))
+    if (e.path().filename().string().find(".tmp.") != std::string::npos) out.push_back(e.path());
+  return out;
+}
+
 TEST_CASE("killed mid-checkpoint: the previous checkpoint is intact and --resume finishes bit-identically",
           "[reliability][crash]") {
   TempDir tmp("crash");
@@ -63,15 +71,14 @@ TEST_CASE("killed mid-checkpoint: the previous checkpoint is intact and --resume
   CliResult crashed = run_cli(kRun + V{"--out", "crashed"}, tmp.path, "QKVLAB_FAULT_INJECT=kill-mid-write:3");
   REQUIRE(crashed.status == 77);
   const std::string dir = tmp.file("crashed");
-  // The step-10 pair is whole: both files parse, and they agree on the step.
+  // The step-10 pair is whole and still the published one: both files parse, and they agree on the step.
+  CHECK(std::filesystem::read_symlink(dir + "/checkpoint") == "step-10");
   CHECK(load_safetensors(dir + "/model.safetensors").metadata.at("step") == "10");
   CHECK(optimizer_step(dir) == 10);
-  // The torn file is only a temporary beside them, which the loader refuses.
-  std::vector<std::string> torn;
-  for (auto& e : std::filesystem::directory_iterator(dir))
-    if (e.path().filename().string().find(".tmp.") != std::string::npos) torn.push_back(e.path());
+  // The torn file is only a temporary in the unpublished step-20 folder, which the loader refuses.
+  std::vector<std::string> torn = temporaries(dir);
   REQUIRE(torn.size() == 1);
-  CHECK_THAT(torn[0], Contains("model.safetensors.tmp."));
+  CHECK_THAT(torn[0], Contains("step-20/model.safetensors.tmp."));
   CHECK_THROWS_WITH(load_safetensors(torn[0]), Contains("past the end"));
 
   // --resume continues from step 10 and ends with the bytes of the run that never crashed.
@@ -80,24 +87,41 @@ TEST_CASE("killed mid-checkpoint: the previous checkpoint is intact and --resume
   REQUIRE(resumed.status == 0);
   CHECK(slurp_file(dir + "/model.safetensors") == slurp_file(tmp.file("straight/model.safetensors")));
   CHECK(slurp_file(dir + "/optimizer.safetensors") == slurp_file(tmp.file("straight/optimizer.safetensors")));
-  // The crashed process's torn temporary is gone once the resumed run has saved the model again.
+  // The crashed process's torn temporary went with its step folder.
   CHECK_FALSE(std::filesystem::exists(torn[0]));
+  CHECK(temporaries(dir).empty());
   const auto a = losses(tmp.file("straight")), b = losses(dir);
   REQUIRE(a.size() >= 10);
   CHECK(a == b);  // the whole loss trajectory, from before and after the crash
 }
 
-TEST_CASE("killed between the two checkpoint files: --resume refuses the mismatched pair", "[reliability][crash]") {
+TEST_CASE("killed between the two checkpoint files: the step-10 pair stays published and resumes exactly; an older "
+          "build's mismatched pair is refused", "[reliability][crash]") {
   TempDir tmp("crash_pair");
-  // Save 4 is the step-20 optimizer state: the step-20 model is already in place, the optimizer is still step 10.
+  REQUIRE(run_cli(kRun + V{"--out", "straight"}, tmp.path).status == 0);
+  // Save 4 is the step-20 optimizer state: the step-20 model is written, but nothing points at it yet.
   CliResult crashed = run_cli(kRun + V{"--out", "run"}, tmp.path, "QKVLAB_FAULT_INJECT=kill-mid-write:4");
   REQUIRE(crashed.status == 77);
-  CHECK(load_safetensors(tmp.file("run/model.safetensors")).metadata.at("step") == "20");
-  CHECK(optimizer_step(tmp.file("run")) == 10);
+  const std::string dir = tmp.file("run");
+  CHECK(load_safetensors(dir + "/step-20/model.safetensors").metadata.at("step") == "20");
+  CHECK(load_safetensors(dir + "/model.safetensors").metadata.at("step") == "10");
+  CHECK(optimizer_step(dir) == 10);
+
+  // Before the run directories of models/run_dir.h, the two files were renamed into place one after the other, so
+  // a crash could leave the step-20 model beside the step-10 optimizer state. Such a directory is refused.
+  const std::string old = tmp.sub("old");
+  std::filesystem::copy_file(dir + "/step-20/model.safetensors", old + "/model.safetensors");
+  std::filesystem::copy_file(dir + "/optimizer.safetensors", old + "/optimizer.safetensors");
+  CliResult refused = run_cli(kRun + V{"--out", "old", "--resume"}, tmp.path);
+  CHECK(refused.status == 2);
+  CHECK(refused.err_lines() == 1);
+  CHECK_THAT(refused.err, Contains("is from step 20") && Contains("is from step 10"));
+
   CliResult resumed = run_cli(kRun + V{"--out", "run", "--resume"}, tmp.path);
-  CHECK(resumed.status == 2);
-  CHECK(resumed.err_lines() == 1);
-  CHECK_THAT(resumed.err, Contains("is from step 20") && Contains("is from step 10"));
+  INFO(resumed.err);
+  REQUIRE(resumed.status == 0);
+  CHECK(slurp_file(dir + "/model.safetensors") == slurp_file(tmp.file("straight/model.safetensors")));
+  CHECK(slurp_file(dir + "/optimizer.safetensors") == slurp_file(tmp.file("straight/optimizer.safetensors")));
 }
 
 TEST_CASE("--lr 1e3 stops the run with one line naming the step; the last checkpoint is kept and loads",
