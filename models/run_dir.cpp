@@ -342,8 +342,12 @@ TrainingState load_checkpoint(const std::string& dir, TransformerModel& model, O
   check(info.checkpoint, "train --resume: no checkpoint in ", dir, " (it has no ", kModel,
         "); train without --resume first");
   auto saved = load_model(info.model);
-  auto arch = [](ModelConfig c) {  // the recipe is a record; a resumed run may raise --steps
+  // The recipe is a record (a resumed run may raise --steps); the corpus is compared only when both name one (a
+  // checkpoint from before the "data" key has none).
+  const bool both_data = !saved->config().data.empty() && !model.config().data.empty();
+  auto arch = [both_data](ModelConfig c) {
     c.recipe.clear();
+    if (!both_data) c.data.clear();
     return c.to_json();
   };
   check(arch(saved->config()) == arch(model.config()), "train --resume: the checkpoint in ", dir,
