@@ -36,15 +36,6 @@ const V kRun{"train", "--task", "reverse", "--seq-len", "8", "--train-size", "10
              "--save-every", "10", "--seed", "4"};
 
 // (step, loss) of every training line of metrics.jsonl.
-std::map<int64_t, double> losses(const std::string& dir) {
-  std::map<int64_t, double> out;
-  std::istringstream in(slurp_file(dir + "/metrics.jsonl"));
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("loss")) out[j["step"].get<int64_t>()] = j["loss"].get<double>();
-  }
-  return out;
-}
 int64_t optimizer_step(const std::string& dir) {
   auto model = load_model(dir);
   AdamW opt(make_param_groups(*model, 0.0), 1e-3);
@@ -90,7 +81,7 @@ TEST_CASE("killed mid-checkpoint: the previous checkpoint is intact and --resume
   // The crashed process's torn temporary went with its step folder.
   CHECK_FALSE(std::filesystem::exists(torn[0]));
   CHECK(temporaries(dir).empty());
-  const auto a = losses(tmp.file("straight")), b = losses(dir);
+  const auto a = logged_losses(tmp.file("straight")), b = logged_losses(dir);
   REQUIRE(a.size() >= 10);
   CHECK(a == b);  // the whole loss trajectory, from before and after the crash
 }

@@ -52,15 +52,6 @@ V tiny(int64_t steps, int64_t save_every) {
            "--save-every", std::to_string(save_every)};
 }
 
-std::map<int64_t, double> logged_losses(const std::string& dir) {
-  std::map<int64_t, double> out;
-  std::istringstream in(slurp_file(dir + "/metrics.jsonl"));
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("loss")) out[j["step"].get<int64_t>()] = j["loss"].get<double>();
-  }
-  return out;
-}
 
 // The published pair loads, and both files and the optimizer's own counter name the same step; returns it.
 int64_t check_pair(const std::string& dir) {
