@@ -178,7 +178,9 @@ TEST_CASE("crash loop: 50+ SIGKILLs at random moments, each resumed, end byte-id
               kills, in_save, steps_seen.size(), run_seconds);
   CHECK(kills >= 50);
   CHECK(in_save >= 5);             // saves every step: many kills land inside one
-  CHECK(steps_seen.size() >= 10);  // the kills were spread over the run, not all at its start
+  // The kills were spread over the run, not all at its start. How far each life gets depends on the machine's load
+  // (21 distinct steps on an idle machine, 8 with two test processes at once), so the bound is loose.
+  CHECK(steps_seen.size() >= 4);
   CHECK(check_pair(dir) == steps);
   CHECK(slurp_file(dir + "/model.safetensors") == slurp_file(tmp.file("straight/model.safetensors")));
   CHECK(slurp_file(dir + "/optimizer.safetensors") == slurp_file(tmp.file("straight/optimizer.safetensors")));
