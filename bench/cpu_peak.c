@@ -4,8 +4,10 @@
  *   cc -O2 -march=native -fopenmp bench/cpu_peak.c -o cpu_peak && ./cpu_peak      (bench/run.sh does this)
  *
  * Each thread runs chains of vector fused multiply-adds with enough independent accumulators to hide the FMA
- * latency (12 x 8 floats with AVX2 + FMA; a scalar fallback otherwise). Prints GFLOP/s for 1 thread and for all
- * cores (OMP_NUM_THREADS), the best of 5 samples of about 0.2 s each: an upper bound that no matmul reaches.
+ * latency (12 vectors of 8 floats with AVX2 + FMA, of 16 with AVX-512; a scalar fallback otherwise). Prints GFLOP/s
+ * for 1 thread and for all cores (OMP_NUM_THREADS), the best of 5 samples of about 0.2 s each: an upper bound that
+ * no matmul reaches. Where the CPU has AVX-512 (tensor/gemm.cpp then uses it) both widths are measured and the
+ * wider one is the ceiling: some CPUs run 512-bit FMAs at twice the 256-bit rate, others (AMD Zen 4) at the same.
  */
 #include <stdio.h>
 #include <time.h>
@@ -51,10 +53,26 @@ static float fma_chains(long iters) {
 #endif
 }
 
-static const double kFlopsPerIter = kAcc * 8 * 2.0; /* 8 lanes, multiply + add */
+#ifdef __AVX512F__
+/* The same with 16-float vectors. */
+static float fma_chains_512(long iters) {
+  __m512 acc[kAcc];
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+  for (int k = 0; k < kAcc; ++k) acc[k] = _mm512_set1_ps((float)k);
+  for (long i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int k = 0; k < kAcc; ++k) acc[k] = _mm512_fmadd_ps(acc[k], a, b);
+  }
+  float s = 0;
+  for (int k = 0; k < kAcc; ++k) s += _mm512_reduce_add_ps(acc[k]);
+  return s;
+}
+#endif
 
-/* Best GFLOP/s of 5 samples with `threads` threads, all running at once. */
-static double peak(int threads, long iters, float* sink) {
+typedef float (*chains_fn)(long);
+
+/* Best GFLOP/s of 5 samples with `threads` threads, all running at once; `lanes` floats per vector. */
+static double peak(chains_fn fn, int lanes, int threads, long iters, float* sink) {
   double best = 0;
   for (int s = 0; s < 5; ++s) {
     double t0 = now_s();
@@ -62,12 +80,31 @@ static double peak(int threads, long iters, float* sink) {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) reduction(+ : sum)
 #endif
-    sum += fma_chains(iters);
-    double g = kFlopsPerIter * (double)iters * threads / (now_s() - t0) * 1e-9;
+    sum += fn(iters);
+    double g = kAcc * lanes * 2.0 * (double)iters * threads / (now_s() - t0) * 1e-9;
     *sink += sum;
     if (g > best) best = g;
   }
   return best;
+}
+
+/* Calibrates a sample to about 0.2 s. */
+static long calibrate(chains_fn fn, float* sink) {
+  long iters = 1000;
+  double t0 = now_s();
+  fn(iters);
+  while (now_s() - t0 < 0.05) {
+    iters *= 2;
+    t0 = now_s();
+    *sink += fn(iters);
+  }
+  return (long)(iters * 0.2 / (now_s() - t0)) + 1;
+}
+
+static void report(const char* how, chains_fn fn, int lanes, int cores, float* sink) {
+  long iters = calibrate(fn, sink);
+  printf("FP32 FMA peak (%s): 1 thread %.1f GFLOP/s", how, peak(fn, lanes, 1, iters, sink));
+  if (cores > 1) printf(", %d threads %.1f GFLOP/s", cores, peak(fn, lanes, cores, iters, sink));
 }
 
 int main(void) {
@@ -76,23 +113,15 @@ int main(void) {
   cores = omp_get_max_threads();
 #endif
   float sink = 0;
-  long iters = 1000;
-  double t0 = now_s();
-  fma_chains(iters);
-  while (now_s() - t0 < 0.05) { /* calibrate to about 0.2 s a sample */
-    iters *= 2;
-    t0 = now_s();
-    sink += fma_chains(iters);
-  }
-  iters = (long)(iters * 0.2 / (now_s() - t0)) + 1;
-#if defined(__AVX2__) && defined(__FMA__)
-  const char* how = "AVX2 FMA, 8 lanes";
+#ifdef __AVX512F__
+  report("AVX-512 FMA, 16 lanes", fma_chains_512, 16, cores, &sink);
+  printf("; ");
+  report("AVX2 FMA, 8 lanes", fma_chains, 8, cores, &sink);
+#elif defined(__AVX2__) && defined(__FMA__)
+  report("AVX2 FMA, 8 lanes", fma_chains, 8, cores, &sink);
 #else
-  const char* how = "scalar code (compile with -march=native for the vector peak)";
+  report("scalar code (compile with -march=native for the vector peak)", fma_chains, 8, cores, &sink);
 #endif
-  double one = peak(1, iters, &sink);
-  printf("FP32 FMA peak (%s): 1 thread %.1f GFLOP/s", how, one);
-  if (cores > 1) printf(", %d threads %.1f GFLOP/s", cores, peak(cores, iters, &sink));
   printf("\n");
   return sink == 12345.f; /* never: keeps the work observable */
 }

@@ -63,7 +63,7 @@ section() {
   case "$1" in
     matmul)
       [ ${#OPENBLAS[@]} -gt 0 ] || echo "OpenBLAS: not found (libopenblas-dev); our figures alone."
-      [ -z "$PEAK" ] || echo "$PEAK (bench/cpu_peak.c: the ceiling)"
+      [ -z "$PEAK" ] || echo "$PEAK (bench/cpu_peak.c: the ceiling; also in the facts above)"
       echo
       "$QKVLAB" bench matmul "${FLAGS[@]}" "${OPENBLAS[@]}" ;;
     train)
@@ -79,11 +79,42 @@ section() {
   esac
 }
 
+# The facts two reports must share before their figures can be compared (issue 18): CPU, cores, caches, the
+# measured FMA peak, transparent huge pages, the OpenMP wait policy, the load, and the versions of what ran.
+machine_facts() {
+  local cpu caches thp defrag gov wait torch blas
+  cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
+  caches=$(lscpu 2>/dev/null | sed -n 's/^\(L[123][di]*\) cache: *\(.*\)/\1 \2/p' | paste -sd, - | sed 's/,/, /g')
+  thp=$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)
+  defrag=$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/defrag 2>/dev/null)
+  gov=$(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null || echo "not exposed")
+  # app/main.cpp sets GOMP_SPINCOUNT=10000 and KMP_BLOCKTIME=0 (and restarts) unless one of these three is set.
+  if [ -n "${OMP_WAIT_POLICY:-}${GOMP_SPINCOUNT:-}${KMP_BLOCKTIME:-}" ]; then
+    wait="set here: OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-} KMP_BLOCKTIME=${KMP_BLOCKTIME:-}"
+  else
+    wait="qkvlab's default (GOMP_SPINCOUNT=10000, KMP_BLOCKTIME=0); PyTorch's and OpenBLAS's own defaults"
+  fi
+  torch=$(/usr/bin/python3 -c "import torch; print(torch.__version__)" 2>/dev/null || echo "not installed")
+  blas=$(dpkg-query -W -f '${Version}' libopenblas0-pthread 2>/dev/null || dpkg-query -W -f '${Version}' libopenblas0 2>/dev/null || echo "not installed")
+  echo "| fact | value |"
+  echo "|---|---|"
+  echo "| date (UTC) | $(date -u '+%Y-%m-%d %H:%M') |"
+  echo "| system | $(uname -srm) |"
+  echo "| CPU | ${cpu:-unknown}, $(nproc) cores (nproc), frequency governor: $gov |"
+  echo "| memory | $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) |"
+  echo "| caches | ${caches:-unknown} |"
+  echo "| FP32 FMA peak | ${PEAK:-not measured (bench/cpu_peak.c did not build)} |"
+  echo "| transparent huge pages | enabled: ${thp:-unknown}, defrag: ${defrag:-unknown} |"
+  echo "| OpenMP wait policy | $wait |"
+  echo "| load average at the start | $(cut -d' ' -f1-3 /proc/loadavg) |"
+  echo "| compiler | $(${CXX:-g++} --version | head -1) |"
+  echo "| yardsticks | PyTorch $torch; OpenBLAS $blas |"
+}
+
 {
   echo "# qkvlab benchmarks $STAMP"
   echo
-  echo "$(uname -srm) | $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p') | nproc $(nproc) |" \
-       "load average $(cut -d' ' -f1-3 /proc/loadavg) | $(${CXX:-g++} --version | head -1)"
+  machine_facts
   echo
   for s in $SECTIONS; do
     section "$s"
