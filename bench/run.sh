@@ -103,7 +103,7 @@ machine_facts() {
   echo "| CPU | ${cpu:-unknown}, $(nproc) cores (nproc), frequency governor: $gov |"
   echo "| memory | $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) |"
   echo "| caches | ${caches:-unknown} |"
-  echo "| FP32 FMA peak | ${PEAK:-not measured (bench/cpu_peak.c did not build)} |"
+  echo "| FP32 FMA peak (bench/cpu_peak.c) | ${PEAK:+${PEAK//FP32 FMA peak /}}${PEAK:-not measured (it did not build)} |"
   echo "| transparent huge pages | enabled: ${thp:-unknown}, defrag: ${defrag:-unknown} |"
   echo "| OpenMP wait policy | $wait |"
   echo "| load average at the start | $(cut -d' ' -f1-3 /proc/loadavg) |"
