@@ -82,7 +82,7 @@ section() {
 # The facts two reports must share before their figures can be compared (issue 18): CPU, cores, caches, the
 # measured FMA peak, transparent huge pages, the OpenMP wait policy, the load, and the versions of what ran.
 machine_facts() {
-  local cpu caches thp defrag gov wait torch blas
+  local cpu caches thp defrag gov wait torch blas peak
   cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
   caches=$(lscpu 2>/dev/null | sed -n 's/^\(L[123][di]*\) cache: *\(.*\)/\1 \2/p' | paste -sd, - | sed 's/,/, /g')
   thp=$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)
@@ -103,7 +103,8 @@ machine_facts() {
   echo "| CPU | ${cpu:-unknown}, $(nproc) cores (nproc), frequency governor: $gov |"
   echo "| memory | $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) |"
   echo "| caches | ${caches:-unknown} |"
-  echo "| FP32 FMA peak (bench/cpu_peak.c) | ${PEAK:+${PEAK//FP32 FMA peak /}}${PEAK:-not measured (it did not build)} |"
+  local peak=${PEAK//FP32 FMA peak /}
+  echo "| FP32 FMA peak (bench/cpu_peak.c) | ${peak:-not measured (it did not build)} |"
   echo "| transparent huge pages | enabled: ${thp:-unknown}, defrag: ${defrag:-unknown} |"
   echo "| OpenMP wait policy | $wait |"
   echo "| load average at the start | $(cut -d' ' -f1-3 /proc/loadavg) |"
