@@ -33,12 +33,18 @@ apt-get install -y -qq --no-install-recommends clang-14 libclang-rt-14-dev libom
 
 if rel_build asan MODE=asan CXX=$REL_CXX all fuzzers; then
   run_suite sanitizers env "${REL_SAN_ENV[@]}" build/asan/qkvlab_tests "~[slow]"  # as the gcc debug suite did
-  for f in safetensors idx corpus variant; do
+  # Two fuzzers at a time (libFuzzer uses one core), each for REL_FUZZ_SECONDS.
+  rel_fuzzers=(safetensors idx corpus variant)
+  for i in "${!rel_fuzzers[@]}"; do
+    f=${rel_fuzzers[$i]}
     rm -rf "build/asan/fuzz/work-$f" && mkdir -p "build/asan/fuzz/work-$f" && cp fuzz/corpus/$f/* "build/asan/fuzz/work-$f/"
-    run_check "fuzz-$f" env "${REL_SAN_ENV[@]}" "build/asan/fuzz/fuzz_$f" -max_total_time="$REL_FUZZ_SECONDS" \
+    run_check_bg "fuzz-$f" env "${REL_SAN_ENV[@]}" "build/asan/fuzz/fuzz_$f" -max_total_time="$REL_FUZZ_SECONDS" \
       -max_len=4096 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="build/asan/fuzz/crash-$f-" \
       "build/asan/fuzz/work-$f"
-    grep -E "^stat::number_of_executed_units" "$LOG/fuzz-$f.log" || true
+    if [ $((i % 2)) -eq 1 ] || [ "$i" -eq $((${#rel_fuzzers[@]} - 1)) ]; then finish_checks; fi
+  done
+  for f in "${rel_fuzzers[@]}"; do
+    echo "fuzz-$f: $(grep -E "^stat::number_of_executed_units" "$LOG/fuzz-$f.log" || echo "no stats")"
   done
 fi
 

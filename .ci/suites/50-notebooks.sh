@@ -5,26 +5,14 @@ if bash tools/deps.sh --notebooks >"$LOG/notebooks-deps.log" 2>&1; then
   # studies at the paper's configuration, several minutes) in the background beside the others, one after another.
   # Each has its own working folder (build/notebooks/NAME).
   NB_LONG=notebooks/04_reproduce.ipynb
-  nb_long_rc=$LOG/notebook-long.rc
-  if [ -e "$NB_LONG" ]; then
-    nb_long_start=$SECONDS
-    ( make --no-print-directory test-notebooks NB="$NB_LONG" >"$LOG/notebook-$(basename "$NB_LONG" .ipynb).log" 2>&1
-      echo $? >"$nb_long_rc" ) &
-    nb_long_pid=$!
-  fi
+  [ -e "$NB_LONG" ] && run_check_bg "notebook-$(basename "$NB_LONG" .ipynb)" make --no-print-directory test-notebooks NB="$NB_LONG"
   for nb in notebooks/[0-9]*.ipynb; do
     [ "$nb" = "$NB_LONG" ] && continue
     run_check "notebook-$(basename "$nb" .ipynb)" make --no-print-directory test-notebooks NB="$nb"
   done
   # A student opens them with `jupyter notebook notebooks/`: the server starts and lists all four.
   run_check notebook-server make --no-print-directory check-notebook-server
-  if [ -e "$NB_LONG" ]; then
-    wait "$nb_long_pid"
-    nb_long=notebook-$(basename "$NB_LONG" .ipynb)
-    tail -n 20 "$LOG/$nb_long.log"
-    echo "== $nb_long (in the background) finished after $((SECONDS - nb_long_start)) s, exit $(cat "$nb_long_rc")"
-    if [ "$(cat "$nb_long_rc")" = 0 ]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); echo "ci: $nb_long FAILED"; fi
-  fi
+  finish_checks
 else
   tail -n 20 "$LOG/notebooks-deps.log"
   echo "ci: bash tools/deps.sh --notebooks failed"
