@@ -12,7 +12,7 @@ std::unique_ptr<Attention> make(const AttentionConfig& cfg, Generator& gen) {
   return std::make_unique<Variant>(cfg, gen);
 }
 
-// The table: every fact about a variant is written here once (docs/DESIGN.md, "Attention variants").
+// The table: every fact about a variant is written here once (docs/DESIGN.md, "The attention variants").
 // A new variant is a class in variants.h and one row here.
 std::vector<VariantRow>& rows() {
   static std::vector<VariantRow> table{

@@ -5,9 +5,9 @@
 //   kv-gqa:G  kv-mqa             kv with G (or 1) KV heads       (paper: Q-GQA-G, Q-MQA)
 //   any id + "+"                 with the 2D positional score bias (paper: (Q=K-V)+, (Q=K=V)+)
 //
-// Adding a variant is one class (variants.h) and one row (kVariants in registry.cpp): parsing, both names, the
+// Adding a variant is one class (variants.h) and one row (the table in registry.cpp): parsing, both names, the
 // cached tensors, the parameter count (models/transformer.h) and the KV bytes per token all read the row
-// (docs/DESIGN.md, "Attention variants").
+// (docs/DESIGN.md, "The attention variants").
 #pragma once
 #include <memory>
 #include <string>
