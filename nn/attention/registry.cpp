@@ -16,11 +16,11 @@ std::unique_ptr<Attention> make(const AttentionConfig& cfg, Generator& gen) {
 // A new variant is a class in variants.h and one row here.
 std::vector<VariantRow>& rows() {
   static std::vector<VariantRow> table{
-      // id       paper     projects  q is k  v is k  GQA-G id, paper; MQA id, paper    class
-      {"qkv",    "QKV",    "q k v",  false,  false,  {"gqa:", "GQA-", "mqa", "MQA"},             make<QKVAttention>},
-      {"kv",     "Q-K=V",  "q k",    false,  true,   {"kv-gqa:", "Q-GQA-", "kv-mqa", "Q-MQA"},  make<SharedKVAttention>},
-      {"qk",     "Q=K-V",  "k v",    true,   false,  {},                                         make<SharedQKAttention>},
-      {"single", "Q=K=V",  "k",      true,   true,   {},                                         make<SingleProjectionAttention>},
+    // id      paper    projects q is k  v is k  GQA-G id, paper; MQA id, paper        class
+    {"qkv",    "QKV",   "q k v", false, false, {"gqa:", "GQA-", "mqa", "MQA"},          make<QKVAttention>},
+    {"kv",     "Q-K=V", "q k",   false, true,  {"kv-gqa:", "Q-GQA-", "kv-mqa", "Q-MQA"}, make<SharedKVAttention>},
+    {"qk",     "Q=K-V", "k v",   true,  false, {},                                      make<SharedQKAttention>},
+    {"single", "Q=K=V", "k",     true,  true,  {},                                      make<SingleProjectionAttention>},
   };
   return table;
 }
