@@ -557,8 +557,7 @@ void run_decode(DecodeArgs a) {
     // The cache holds every position fed to the model: the prompt and all new tokens but the last.
     const int64_t positions = int64_t(prompt.size()) + o.max_new_tokens - 1;
     const int64_t per_token = cache_bytes / positions;
-    const int64_t formula = cfg.n_layers * cfg.variant.cached_tensors() * cfg.kv_heads * (cfg.d_model / cfg.n_heads) *
-                            int64_t(sizeof(float));
+    const int64_t formula = kv_bytes_per_token(cfg, sizeof(float));
     const bool match = per_token * positions == cache_bytes && per_token == formula;
     all_match = all_match && match;
     const Stats w = stats(with), n = stats(without);

@@ -67,8 +67,7 @@ void run(const CacheArgs& a) {
     ModelConfig c = base;
     c.variant = v;
     c.resolve();
-    const int64_t head_dim = c.d_model / c.n_heads;
-    const int64_t per_token = c.n_layers * v.cached_tensors() * c.kv_heads * head_dim * a.bytes;
+    const int64_t per_token = kv_bytes_per_token(c, a.bytes);
     if (v.id() == "qkv") qkv_bytes = per_token;
     const double reduction = qkv_bytes ? 100.0 * (1.0 - double(per_token) / double(qkv_bytes)) : 0.0;
     const int64_t params = gpt_parameter_count(c), attn = attention_parameter_count(c);

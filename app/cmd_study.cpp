@@ -153,7 +153,9 @@ std::vector<VariantResult> study_one(StudyArgs& a) {
 
   std::vector<VariantResult> results;
   // The reduction is always against plain QKV at the same size (K and V for every head), even when the set omits it.
-  const int64_t qkv_bytes = base.n_layers * 2 * base.n_heads * (base.d_model / base.n_heads) * 4;
+  ModelConfig plain_qkv = base;
+  plain_qkv.variant = VariantSpec{};  // qkv: no head sharing, no bias
+  const int64_t qkv_bytes = kv_bytes_per_token(plain_qkv, 4);
   install_interrupt_handler();  // Ctrl-C: the running variant saves its checkpoint, then the study stops
   for (size_t vi = 0; vi < specs.size(); ++vi) {
     VariantResult r;
@@ -217,7 +219,7 @@ std::vector<VariantResult> study_one(StudyArgs& a) {
       }
     }
     // KV cache per token for the whole model, float32 as qkvlab stores it.
-    r.kv_bytes = r.cfg.n_layers * r.spec.cached_tensors() * r.cfg.kv_heads * (r.cfg.d_model / r.cfg.n_heads) * 4;
+    r.kv_bytes = kv_bytes_per_token(r.cfg, 4);
     results.push_back(std::move(r));
   }
 

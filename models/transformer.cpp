@@ -198,17 +198,13 @@ StepResult model_loss(TransformerModel& model, const Array& x, const Array& y) {
 int64_t attention_parameter_count(const ModelConfig& cfg0) {
   ModelConfig cfg = cfg0;
   cfg.resolve();
-  const int64_t d = cfg.d_model, kvd = cfg.kv_heads * (d / cfg.n_heads);
-  const int64_t full = d * d + d, kv = d * kvd + kvd;  // Linear d->d and d->Hkv*D, with biases
-  int64_t n = full;                                     // output projection
-  switch (cfg.variant.kind) {
-    case Projection::QKV: n += full + 2 * kv; break;    // q, k, v
-    case Projection::SharedKV: n += full + kv; break;   // q, k
-    case Projection::SharedQK: n += 2 * full; break;    // k, v
-    case Projection::Single: n += full; break;          // k
-  }
-  if (cfg.pe_channels > 0) n += cfg.pe_channels + 1;    // w and b of the (X)+ bias
-  return n;
+  return attention_parameters(cfg.variant, cfg.attention());  // from the variant's row (registry.h)
+}
+
+int64_t kv_bytes_per_token(const ModelConfig& cfg0, int64_t bytes_per_element) {
+  ModelConfig cfg = cfg0;
+  cfg.resolve();
+  return cfg.n_layers * cfg.variant.cached_tensors() * cfg.kv_heads * (cfg.d_model / cfg.n_heads) * bytes_per_element;
 }
 
 int64_t gpt_parameter_count(const ModelConfig& cfg0) {

@@ -109,5 +109,9 @@ StepResult model_loss(TransformerModel& model, const Array& x, const Array& y);
 // for the paper's 300M and 1.2B configurations. Tests check it equals num_parameters() of built models.
 int64_t gpt_parameter_count(const ModelConfig& cfg);
 int64_t attention_parameter_count(const ModelConfig& cfg);  // one layer's attention (incl. output projection)
+// The KV cache's bytes per token for the whole model, from the variant's row (registry.h):
+//   layers x (cached tensors: 2, or 1 when V is K) x KV heads x head dim x bytes per element
+// (4 for the float32 qkvlab stores; the paper's Table 7 counts bf16, 2).
+int64_t kv_bytes_per_token(const ModelConfig& cfg, int64_t bytes_per_element);
 
 }  // namespace qkvlab

@@ -58,8 +58,8 @@ TEST_CASE("GPT parameter count: closed form == built model, for every variant", 
     CHECK(has("ln_f.bias"));
     VariantSpec s = parse_variant(v);
     CHECK(has("blocks.0.attn.k.weight"));
-    CHECK(has("blocks.0.attn.q.weight") == (s.kind == Projection::QKV || s.kind == Projection::SharedKV));
-    CHECK(has("blocks.0.attn.v.weight") == (s.kind == Projection::QKV || s.kind == Projection::SharedQK));
+    CHECK(has("blocks.0.attn.q.weight") == (s.scheme == "qkv" || s.scheme == "kv"));
+    CHECK(has("blocks.0.attn.v.weight") == (s.scheme == "qkv" || s.scheme == "qk"));
     CHECK(has("blocks.0.attn.pe.weight") == s.pos_bias);
   }
 }
