@@ -1,5 +1,5 @@
 # qkvlab — the one build entry point.
-#   make            release build: build/qkvlab, the library (-O3 -march=native, OpenMP), the tests and benchmarks
+#   make            release build: build/qkvlab, the library (-O3 -march=native, OpenMP) and the tests
 #   make demo       builds only build/qkvlab, then runs the paper's synthetic study (the README's main job)
 #   make test       build and run every test (Catch2)
 #   make debug      -O0 -g3 with AddressSanitizer + UndefinedBehaviorSanitizer (build/debug/...)
@@ -30,7 +30,8 @@ LDFLAGS_debug    := -fsanitize=address,undefined
 CXXFLAGS := -std=c++20 $(WARN) $(CXXFLAGS_$(MODE)) -I. -MMD -MP $(EXTRA_CXXFLAGS)
 # app/ is command-line parsing, JSON and printing around the library's kernels: its files are the slowest to compile
 # (CLI11 and nlohmann-json headers) and gain nothing measurable from -O3, so the release build compiles them at
-# APP_OPT (-O1): about half the compile time of `make demo` (README, "Set-up").
+# APP_OPT (-O1): about half the compile time of `make demo` (README, "Set-up"). plot/ and bench/ (drawing, and the
+# harness around the library's timed kernels) were part of app/ and keep its level.
 APP_OPT  ?= -O1
 LDFLAGS  := $(LDFLAGS_$(MODE)) -rdynamic $(EXTRA_LDFLAGS)
 LDLIBS   := -lz -lpthread
@@ -39,25 +40,31 @@ ifeq ($(OPENMP),1)
   LDFLAGS  += -fopenmp
 endif
 
+# The floors, each using only those before it: the library (tensor <- autograd <- nn <- models: libqkvlab.a), then
+# plot/ (PNG charts, needs only tensor/error.h) and bench/ (the measuring harness and one file per benchmark, on
+# the library), then app/ (the command line) on top. bench/ also holds the yardsticks bench/run.sh builds and runs
+# itself (sgemm_openblas.c, cpu_peak.c, torch_gpt.py): they are not part of this build.
 LIB_SRC  := $(wildcard tensor/*.cpp autograd/*.cpp nn/*.cpp nn/*/*.cpp models/*.cpp)
+PLOT_SRC := $(wildcard plot/*.cpp)
+BENCH_SRC:= $(wildcard bench/*.cpp)
 APP_SRC  := $(wildcard app/*.cpp)
 TEST_SRC := $(wildcard tests/*.cpp tests/*/*.cpp)
-BENCH_SRC:= $(wildcard bench/*.cpp)
 
 LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/%.o)
+PLOT_OBJ := $(PLOT_SRC:%.cpp=$(BUILD)/%.o)
+BENCH_OBJ:= $(BENCH_SRC:%.cpp=$(BUILD)/%.o)
 APP_OBJ  := $(APP_SRC:%.cpp=$(BUILD)/%.o)
-# The tests link the app's pieces too (plots, command helpers), all but its main().
-APP_PARTS:= $(filter-out $(BUILD)/app/main.o,$(APP_OBJ))
+# The tests link plot/, bench/ and the app's pieces too (command helpers), all but its main().
+APP_PARTS:= $(filter-out $(BUILD)/app/main.o,$(APP_OBJ)) $(PLOT_OBJ) $(BENCH_OBJ)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 LIB      := $(BUILD)/libqkvlab.a
 APP      := $(BUILD)/qkvlab
 TESTS    := $(BUILD)/qkvlab_tests
-BENCHES  := $(BENCH_SRC:bench/%.cpp=$(BUILD)/bench/%)
 
 .PHONY: all release debug test test-debug bench clean deps demo
 .DEFAULT_GOAL := all
 
-all: $(APP) $(TESTS) $(BENCHES)
+all: $(APP) $(TESTS)
 	$(LINK_APP)
 
 # build/qkvlab -> release/qkvlab, the path the README uses.
@@ -70,21 +77,18 @@ $(BUILD)/%.o: %.cpp
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
 ifeq ($(MODE),release)
-$(APP_OBJ): CXXFLAGS += $(APP_OPT)
+$(APP_OBJ) $(PLOT_OBJ) $(BENCH_OBJ): CXXFLAGS += $(APP_OPT)
 endif
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(APP): $(APP_OBJ) $(LIB)
-	$(CXX) $(LDFLAGS) $(APP_OBJ) $(LIB) $(LDLIBS) -o $@
+$(APP): $(APP_OBJ) $(PLOT_OBJ) $(BENCH_OBJ) $(LIB)
+	$(CXX) $(LDFLAGS) $(APP_OBJ) $(PLOT_OBJ) $(BENCH_OBJ) $(LIB) $(LDLIBS) -o $@
 
 $(TESTS): $(TEST_OBJ) $(APP_PARTS) $(LIB)
 	$(CXX) $(LDFLAGS) $(TEST_OBJ) $(APP_PARTS) $(LIB) $(LDLIBS) -o $@
-
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
-	$(CXX) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # Run every test. QKVLAB_TEST_ARGS passes Catch2 arguments (e.g. a tag filter).
 test: all
@@ -117,4 +121,4 @@ deps:
 # Further targets, one file per topic (mk/*.mk: fuzzing, notebooks, MPI, ...).
 -include $(wildcard mk/*.mk)
 
--include $(LIB_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_SRC:bench/%.cpp=$(BUILD)/bench/%.d)
+-include $(LIB_OBJ:.o=.d) $(PLOT_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "app/plot.h"
+#include "plot/plot.h"
 #include "models/data.h"
 
 namespace qkvlab::app {

@@ -29,7 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/common.h"
-#include "app/plot.h"
+#include "plot/plot.h"
 #include "models/generate.h"
 #include "models/transformer.h"
 #include "nn/optim.h"

@@ -14,7 +14,7 @@
 
 #include "app/attention_maps.h"
 #include "app/model_flags.h"
-#include "app/plot.h"
+#include "plot/plot.h"
 #include "app/report.h"
 #include "models/run_dir.h"
 

@@ -1,7 +1,8 @@
-// Pictures: PNG heatmaps (attention maps), line charts (loss curves) and bar charts (KV-cache bytes), drawn from
-// scratch into an RGB buffer with a built-in 5x7 bitmap font and written through stb_image_write.
+// Pictures: PNG heatmaps (attention maps) and line charts (loss curves, benchmark sweeps), drawn from scratch into
+// an RGB buffer with a built-in 5x7 bitmap font and written through stb_image_write. A library of its own below app/
+// (it needs only tensor/error.h), used by the report, attention maps, study and bench commands.
 // Every function throws qkvlab::Error naming the path when it cannot write the file or when its inputs disagree
-// (values.size() != rows*cols, labels.size() != values.size(), a series with x.size() != y.size()).
+// (values.size() != rows*cols, labels.size() != row count, a series with x.size() != y.size()).
 #pragma once
 #include <string>
 #include <vector>
@@ -40,10 +41,6 @@ struct ChartOptions {
 // Several series in distinct colours (10 colours, then the same colours dashed), nice round tick labels, axis
 // titles, a title and a legend placed in the emptiest corner of the plot.
 void write_line_chart(const std::string& path, const std::vector<Series>& series, const ChartOptions& options);
-
-// One labelled bar per entry (value printed above it), coloured like the line chart's series in the same order.
-void write_bar_chart(const std::string& path, const std::vector<std::string>& labels, const std::vector<double>& values,
-                     const ChartOptions& options);
 
 // The heatmap colour of t in [0, 1] (clamped; NaN gives the grey of missing cells), as 0..255 RGB.
 struct Rgb {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "app/plot.h"
+#include "plot/plot.h"
 #include "tensor/error.h"
 
 #if defined(__GNUC__)
@@ -281,10 +281,8 @@ TEST_CASE("plot: bad sizes and unwritable paths throw naming the path", "[plot]"
   require_throws_naming([&] { plot::write_heatmap(bad, std::vector<float>(4), 2, 2, {}); }, bad);
   const std::vector<plot::Series> s = {{"a", {0, 1}, {1, 2}}};
   require_throws_naming([&] { plot::write_line_chart(bad, s, {}); }, bad);
-  require_throws_naming([&] { plot::write_bar_chart(bad, {"a"}, {1.0}, {}); }, bad);
 
   require_throws_naming([&] { plot::write_line_chart(ok, {{"a", {0, 1, 2}, {1, 2}}}, {}); }, ok);
-  require_throws_naming([&] { plot::write_bar_chart(ok, {"a", "b"}, {1.0}, {}); }, ok);
 }
 
 TEST_CASE("plot: a line chart shows every series in its own colour", "[plot]") {
@@ -383,33 +381,4 @@ TEST_CASE("plot: line charts survive empty series, one point, NaN and Inf, log_y
   tiny.title = std::string(500, 'T');
   plot::write_line_chart(tmp.file("tiny.png"), {{std::string(300, 'L'), {}, {1, 2}}}, tiny);
   REQUIRE(load(tmp.file("tiny.png")).w > 0);
-}
-
-TEST_CASE("plot: a bar chart draws one bar per entry, heights proportional to the values", "[plot]") {
-  TempDir tmp;
-  plot::ChartOptions o;
-  o.title = "KV-cache bytes per token";
-  o.x_label = "variant", o.y_label = "bytes";
-  plot::write_bar_chart(tmp.file("bars.png"), {"QKV", "QK", "Q"}, {4000.0, 2000.0, 1000.0}, o);
-  const Image im = load(tmp.file("bars.png"));
-  REQUIRE(im.w == 900);
-  const Blob b0 = find(im, plot::series_colour(0)), b1 = find(im, plot::series_colour(1)),
-             b2 = find(im, plot::series_colour(2));
-  REQUIRE(b0.count > 0);
-  REQUIRE(b1.count > 0);
-  REQUIRE(b2.count > 0);
-  REQUIRE(b0.cx < b1.cx);
-  REQUIRE(b1.cx < b2.cx);
-  const double h0 = b0.y1 - b0.y0 + 1, h1 = b1.y1 - b1.y0 + 1, h2 = b2.y1 - b2.y0 + 1;
-  REQUIRE(h0 / h1 == Approx(2.0).epsilon(0.03));
-  REQUIRE(h1 / h2 == Approx(2.0).epsilon(0.03));
-  REQUIRE(b0.y1 == b2.y1);  // a common baseline
-
-  // NaN, negative, long labels, log scale, no bars: no crash.
-  plot::write_bar_chart(tmp.file("odd.png"), {std::string(200, 'x'), "neg", "nan"}, {3.0, -1.0, NAN}, o);
-  o.log_y = true;
-  plot::write_bar_chart(tmp.file("log.png"), {"a", "b", "c"}, {0.0, 10.0, 1e6}, o);
-  plot::write_bar_chart(tmp.file("none.png"), {}, {}, o);
-  REQUIRE(load(tmp.file("log.png")).w == 900);
-  REQUIRE(load(tmp.file("none.png")).w == 900);
 }

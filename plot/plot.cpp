@@ -1,6 +1,6 @@
 // Pictures drawn from scratch: an RGB canvas, a hand-made 5x7 bitmap font (with 2 rows of descenders), antialiased
 // thick polylines, nice tick numbers, and stb_image_write for the PNG encoding. See plot.h for the API.
-#include "app/plot.h"
+#include "plot/plot.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -143,7 +143,7 @@ constexpr int kTextFullH = kGlyphRows * kScale;            // 18 px with descend
 constexpr Rgb kWhite{255, 255, 255}, kInk{25, 25, 25}, kAxis{70, 70, 70}, kGrid{228, 228, 228};
 constexpr Rgb kNanGrey{160, 160, 160};
 constexpr int kMaxSide = 8192;     // heatmaps
-constexpr int kMaxChartSide = 4096;  // line and bar charts
+constexpr int kMaxChartSide = 4096;  // line charts
 constexpr int kInset = 5;  // data stays this many pixels inside the plot frame
 
 int text_width(const std::string& s, int scale = kScale) {
@@ -456,58 +456,6 @@ Axis log_axis(double lo, double hi) {
 }
 
 // ------------------------------------------------------------------------------------------------------------------
-
-// Words onto lines at most max_px wide (long words are cut); beyond max_lines the last line ends in "...".
-std::vector<std::string> wrap(const std::string& s, int max_px, int max_lines) {
-  std::vector<std::string> words, lines;
-  std::string w;
-  for (char ch : s) {
-    if (ch == ' ') {
-      if (!w.empty()) words.push_back(w), w.clear();
-    } else {
-      w += ch;
-    }
-  }
-  if (!w.empty()) words.push_back(w);
-  std::string cur;
-  for (size_t i = 0; i < words.size(); ++i) {
-    std::string cand = cur.empty() ? words[i] : cur + " " + words[i];
-    if (text_width(cand) <= max_px) {
-      cur = cand;
-      continue;
-    }
-    if (!cur.empty()) lines.push_back(cur), cur.clear();
-    std::string word = words[i];
-    while (text_width(word) > max_px && static_cast<int>(lines.size()) < max_lines) {  // a word wider than a line
-      const size_t keep = std::max<size_t>(1, static_cast<size_t>((max_px + kScale) / (kAdvance * kScale)));
-      lines.push_back(word.substr(0, keep));
-      word = word.substr(std::min(keep, word.size()));
-    }
-    cur = word;
-  }
-  if (!cur.empty()) lines.push_back(cur);
-  if (static_cast<int>(lines.size()) > max_lines) {
-    std::string rest;
-    for (size_t i = max_lines - 1; i < lines.size(); ++i) rest += (rest.empty() ? "" : " ") + lines[i];
-    lines.resize(max_lines - 1);
-    std::string last = fit(rest, max_px);
-    if (last == rest) last = fit(rest + "...", max_px);
-    lines.push_back(last);
-  }
-  if (lines.empty()) lines.push_back("");
-  return lines;
-}
-
-// 98304 -> "98,304" for integral values below 10^12, else fmt_value.
-std::string with_commas_if_integral(double v) {
-  if (!std::isfinite(v) || v != std::floor(v) || std::abs(v) >= 1e12) return fmt_value(v);
-  std::string digits = std::to_string(static_cast<long long>(std::abs(v))), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return (v < 0 ? "-" : "") + out;
-}
 
 void write_png(const std::string& path, const Canvas& cv) {
   if (path.empty()) fail("plot: cannot write a PNG to an empty path");
@@ -957,100 +905,6 @@ void write_line_chart(const std::string& path, const std::vector<Series>& series
     long long unused = 0;
     cv = render_line_chart(series, o, true, unused);
   }
-  write_png(path, cv);
-}
-
-// ------------------------------------------------------------------------------------------------------------------
-// Bar chart.
-
-void write_bar_chart(const std::string& path, const std::vector<std::string>& labels, const std::vector<double>& values,
-                     const ChartOptions& o) {
-  if (labels.size() != values.size())
-    fail("plot: bar chart '", path, "': ", labels.size(), " labels but ", values.size(), " values");
-  const int W = std::clamp(o.width, 240, kMaxChartSide), H = std::clamp(o.height, 180, kMaxChartSide);
-  const size_t n = values.size();
-
-  double lo = INFINITY, hi = -INFINITY;
-  for (double v : values)
-    if (std::isfinite(v) && (!o.log_y || v > 0)) lo = std::min(lo, v), hi = std::max(hi, v);
-  const bool any = lo <= hi;
-  const int yticks_target = std::clamp(H / 100, 3, 10);
-  Axis yax;
-  if (o.log_y) {
-    yax = any ? log_axis(std::pow(10.0, std::ceil(std::log10(lo)) - 1), hi * 1.6) : log_axis(1, 10);
-  } else {
-    if (!any) lo = 0, hi = 1;
-    const double a = std::min(0.0, lo), b = std::max(0.0, hi);
-    yax = linear_axis(a, b == a ? a + 1 : b + 0.08 * (b - a), yticks_target, true, 0.0, true);
-  }
-
-  // Category labels: horizontal, word-wrapped onto up to 3 lines, when the slots hold 5 letters; else turned
-  // (at most 14 letters) and, when the slots are thinner than a letter, only every k-th one.
-  Canvas cv(W, H);
-  std::vector<std::string> labs;
-  for (const auto& l : labels) labs.push_back(sanitize(l));
-  // Estimated plot width (the y labels decide the left edge; see layout_and_draw_frame).
-  int ylab_w = 0;
-  for (const auto& l : yax.labels) ylab_w = std::max(ylab_w, text_width(l));
-  const int est_w = W - 16 - (o.y_label.empty() ? 0 : kTextFullH + 12) - ylab_w - 10 - 24;
-  const double slot_est = n ? static_cast<double>(est_w) / n : est_w;
-  const int line_px = static_cast<int>(slot_est) - 6;
-  const bool turned = line_px < text_width("abcde");
-  std::vector<std::vector<std::string>> lines(n);
-  int label_h = kTextFullH;
-  size_t every = 1;
-  if (turned) {
-    label_h = 0;
-    for (size_t i = 0; i < n; ++i) {
-      lines[i] = {fit(labs[i], std::min(14 * kAdvance * kScale, H / 3))};
-      label_h = std::max(label_h, text_width(lines[i][0]));
-    }
-    every = static_cast<size_t>(std::ceil((kTextFullH + 2) / std::max(slot_est, 1e-3)));
-  } else {
-    size_t most = 1;
-    for (size_t i = 0; i < n; ++i) lines[i] = wrap(labs[i], line_px, 3), most = std::max(most, lines[i].size());
-    label_h = static_cast<int>(most) * (kTextFullH + 2);
-  }
-  const Frame f = layout_and_draw_frame(cv, o, yax, 10 + label_h, 24, 0);
-  const double slot = n ? static_cast<double>(f.x1 - f.x0) / n : 0;
-  const int bar_w = std::max(1, static_cast<int>(slot * 0.66));
-  auto y_px = [&](double v) {
-    const double t = yax.map(v);
-    return static_cast<int>(std::floor(std::clamp(f.py(t), -1e6, 1e6)));
-  };
-  const int base = o.log_y ? f.y1 - 1 : std::clamp(y_px(0.0), f.y0, f.y1 - 1);
-
-  for (size_t i = 0; i < n; ++i) {
-    const int cx = f.x0 + static_cast<int>(slot * (i + 0.5));
-    const int x0 = cx - bar_w / 2, x1 = x0 + bar_w;
-    const double v = values[i];
-    const bool ok = std::isfinite(v) && (!o.log_y || v > 0);
-    if (ok) {
-      const int top = std::clamp(y_px(v), f.y0, f.y1 - 1);
-      cv.fill(x0, std::min(top, base), x1, std::max(top, base) + 1, series_colour(i));
-      std::string vl = with_commas_if_integral(v);
-      if (text_width(vl) > slot - 2) vl = fmt_value(v);
-      if (text_width(vl) <= slot - 2) {
-        const int ty = v >= 0 || o.log_y ? top - 6 - kTextH : top + 6;
-        draw_text_at(cv, cx, std::clamp(ty, f.y0 + 2, f.y1 - kTextH - 2), vl, kInk, Align::center);
-      }
-    } else {  // NaN, or not positive on a log scale: the value in grey at the base
-      const std::string vl = fmt_value(v);
-      if (text_width(vl) <= slot - 2) draw_text_at(cv, cx, base - 6 - kTextH, vl, {150, 150, 150}, Align::center);
-    }
-    // category label
-    if (turned) {
-      if (i % every == 0) draw_text(cv, cx - kTextH / 2, f.y1 + 8 + text_width(lines[i][0]), lines[i][0], kInk, kScale, true);
-    } else {
-      for (size_t k = 0; k < lines[i].size(); ++k)
-        draw_text_at(cv, cx, f.y1 + 10 + static_cast<int>(k) * (kTextFullH + 2), fit(lines[i][k], static_cast<int>(slot) - 4),
-                     kInk, Align::center);
-    }
-  }
-  if (!o.log_y) cv.hline(f.x0, f.x1 - 1, base, kAxis);
-  cv.frame(f.x0 - 1, f.y0 - 1, f.x1, f.y1, kAxis);
-  if (n == 0)
-    draw_text_at(cv, (f.x0 + f.x1) / 2, (f.y0 + f.y1) / 2 - kTextH / 2, "no data", {150, 150, 150}, Align::center);
   write_png(path, cv);
 }
 
