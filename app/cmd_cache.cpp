@@ -18,21 +18,6 @@ struct CacheArgs {
   int bytes = 2;
 };
 
-ModelConfig paper_preset(const std::string& name) {
-  ModelConfig c;
-  c.task = "lm";
-  c.vocab_size = 50304;  // GPT-2's vocabulary padded to a multiple of 64, as in the paper
-  c.context = 2048;
-  if (name == "300M") {
-    c.n_layers = 20, c.d_model = 1024, c.n_heads = 16, c.ffn = 4096;
-  } else if (name == "1.2B") {
-    c.n_layers = 22, c.d_model = 2048, c.n_heads = 32, c.ffn = 8192;
-  } else {
-    fail("cache: unknown preset '", name, "'; valid: 300M, 1.2B");
-  }
-  return c;
-}
-
 // 80.000 -> "80", 2.500 -> "2.5", 96.875 -> "96.875"
 std::string trimmed(double v) {
   std::string s = fixed(v, 3);
@@ -52,7 +37,12 @@ std::string human_bytes(double b) {
 
 void run(const CacheArgs& a) {
   apply_common_flags(a.common);
-  ModelConfig base = paper_preset(a.preset);
+  ModelConfig base;
+  try {
+    base = paper_lm_preset(a.preset);
+  } catch (const Error& e) {
+    fail("cache: ", e.what());
+  }
   const int64_t context = a.context > 0 ? a.context : base.context;
   check(a.bytes == 1 || a.bytes == 2 || a.bytes == 4 || a.bytes == 8, "cache: --bytes must be 1, 2, 4 or 8, got ",
         a.bytes);

@@ -77,18 +77,6 @@ std::string variant_dir_name(std::string id) {
   return id;
 }
 
-std::string with_commas(int64_t n) {
-  std::string s = std::to_string(n < 0 ? -n : n);
-  for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(size_t(i), ",");
-  return n < 0 ? "-" + s : s;
-}
-
-std::string fixed(double v, int decimals) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-  return buf;
-}
-
 namespace {
 // Characters on screen: UTF-8 continuation bytes (10xxxxxx) do not count, so "±" is one wide.
 size_t display_width(const std::string& s) {

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "tensor/format.h"  // with_commas, fixed
+
 namespace qkvlab::app {
 
 struct CommonFlags {
@@ -36,10 +38,7 @@ void make_dirs(const std::string& path);
 // A variant id as a folder name: "kv-gqa:4" -> "kv-gqa-4".
 std::string variant_dir_name(std::string id);
 
-// 1234567 -> "1,234,567"
-std::string with_commas(int64_t n);
 // A markdown table: header row, separator, rows; columns padded to their widest cell.
 std::string markdown_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
-std::string fixed(double v, int decimals);
 
 }  // namespace qkvlab::app

@@ -172,4 +172,19 @@ ModelConfig gpt_preset(const std::string& name) {
   return c;
 }
 
+ModelConfig paper_lm_preset(const std::string& name) {
+  ModelConfig c;
+  c.task = "lm";
+  c.vocab_size = 50304;  // GPT-2's vocabulary padded to a multiple of 64, as in the paper
+  c.context = 2048;
+  if (name == "300M") {
+    c.n_layers = 20, c.d_model = 1024, c.n_heads = 16, c.ffn = 4096;
+  } else if (name == "1.2B") {
+    c.n_layers = 22, c.d_model = 2048, c.n_heads = 32, c.ffn = 8192;
+  } else {
+    fail("unknown preset '", name, "'; valid: 300M, 1.2B");
+  }
+  return c;
+}
+
 }  // namespace qkvlab

@@ -53,5 +53,8 @@ std::string default_init(const std::string& task);
 //   tiny  = context 64, d 64, 4 heads, 2 layers (batch 32)
 //   small = context 128, d 128, 4 heads, 4 layers (batch 32)
 ModelConfig gpt_preset(const std::string& name);
+// The paper's language-model configurations (its Table 7; qkvlab cache), GPT-2's vocabulary padded to 50,304 and
+// context 2048: "300M" = 20 layers, d 1024, 16 heads, FFN 4096; "1.2B" = 22 layers, d 2048, 32 heads, FFN 8192.
+ModelConfig paper_lm_preset(const std::string& name);
 
 }  // namespace qkvlab

@@ -3,17 +3,10 @@
 #include <cmath>
 #include <sstream>
 
+#include "tensor/format.h"
 #include "tensor/ops.h"
 
 namespace qkvlab {
-
-namespace {
-std::string with_commas(int64_t n) {
-  std::string s = std::to_string(n);
-  for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(size_t(i), ",");
-  return s;
-}
-}  // namespace
 
 std::vector<ParamGroup> make_param_groups(const Module& model, double weight_decay) {
   ParamGroup decay{"decay", {}, {}, weight_decay}, no_decay{"no_decay", {}, {}, 0.0};
