@@ -9,6 +9,8 @@
 #   make clean
 # Knobs: CXX=clang++, OPENMP=0 (single-threaded build), MODE=release|debug, JOBS=N (parallel compiles)
 # Never add -ffast-math: it breaks NaN detection and gradcheck.
+# Folders (docs/DESIGN.md, "Layout and layering"): the library tensor/ autograd/ nn/ models/ (libqkvlab.a); plot/
+# (PNG charts) and bench/ (the measuring harness of `qkvlab bench`) below app/ (the command line); tests/.
 
 # Every target compiles in parallel, one job per core; `make JOBS=1` (or -jN on the command line) overrides it.
 # (Only the top-level make sets it: a recursive $(MAKE) shares the parent's job slots.)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh -- qkvlab's performance figures beside the reference implementations, when they are installed.
 # `make bench` runs it after building (`make bench-quick` passes --quick). Each section is one `qkvlab bench`
-# command (app/cmd_bench.cpp), which runs the yardstick in its own process alternately with ours, row by row, and
+# command (app/cmd_bench.cpp; the measuring code is bench/*.cpp), which runs the yardstick in its own process alternately with ours, row by row, and
 # prints one markdown table with a ratio column (ours / theirs):
 #   matmul    OpenBLAS cblas_sgemm: bench/sgemm_openblas.c, built here with -lopenblas (libopenblas-dev), and
 #             the machine's FP32 FMA peak (bench/cpu_peak.c) as the ceiling

@@ -9,7 +9,7 @@ so that `qkvlab bench train --torch "/usr/bin/python3 bench/torch_gpt.py"` can p
 
 Run it with Debian's /usr/bin/python3, the interpreter that sees python3-torch.
 
-The work (as qkvlab's bench train, app/cmd_bench.cpp):
+The work (as qkvlab's bench train, bench/train.cpp):
   presets (docs/DESIGN.md section 5): tiny = context 64, d 64, 4 heads, 2 layers; small = context 128, d 128,
   4 heads, 4 layers; batch 32, vocabulary 65. A pre-LN GPT: token + learned position embedding, blocks
   x += attn(ln1(x)); x += mlp(ln2(x)), MLP d -> 4d -> d with exact GELU, final LayerNorm (eps 1e-5), the output

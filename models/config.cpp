@@ -159,32 +159,40 @@ ModelConfig ModelConfig::from_json(const std::string& text) {
   return c;
 }
 
-ModelConfig gpt_preset(const std::string& name) {
-  ModelConfig c;
-  c.task = "lm";
-  if (name == "tiny") {
-    c.context = 64, c.d_model = 64, c.n_heads = 4, c.n_layers = 2;
-  } else if (name == "small") {
-    c.context = 128, c.d_model = 128, c.n_heads = 4, c.n_layers = 4;
-  } else {
-    fail("unknown preset '", name, "'; valid: tiny, small");
-  }
-  return c;
-}
+namespace {
+// One row a preset (models/config.h): the model's shape. ffn 0 = 4 x d_model; vocab_size 0 = the data's.
+struct Preset {
+  const char* name;
+  int64_t context, d_model, n_heads, n_layers, ffn, vocab_size;
+};
+const Preset kGptPresets[] = {
+    {"tiny", 64, 64, 4, 2, 0, 0},
+    {"small", 128, 128, 4, 4, 0, 0},
+};
+const Preset kPaperLmPresets[] = {  // vocabulary: GPT-2's padded to a multiple of 64, as in the paper
+    {"300M", 2048, 1024, 16, 20, 4096, 50304},
+    {"1.2B", 2048, 2048, 32, 22, 8192, 50304},
+};
 
-ModelConfig paper_lm_preset(const std::string& name) {
-  ModelConfig c;
-  c.task = "lm";
-  c.vocab_size = 50304;  // GPT-2's vocabulary padded to a multiple of 64, as in the paper
-  c.context = 2048;
-  if (name == "300M") {
-    c.n_layers = 20, c.d_model = 1024, c.n_heads = 16, c.ffn = 4096;
-  } else if (name == "1.2B") {
-    c.n_layers = 22, c.d_model = 2048, c.n_heads = 32, c.ffn = 8192;
-  } else {
-    fail("unknown preset '", name, "'; valid: 300M, 1.2B");
+template <size_t N>
+ModelConfig preset_from(const Preset (&table)[N], const std::string& name) {
+  std::string valid;
+  for (const Preset& p : table) {
+    if (name == p.name) {
+      ModelConfig c;
+      c.task = "lm";
+      c.context = p.context, c.d_model = p.d_model, c.n_heads = p.n_heads, c.n_layers = p.n_layers;
+      c.ffn = p.ffn, c.vocab_size = p.vocab_size;
+      return c;
+    }
+    valid += (valid.empty() ? "" : ", ") + std::string(p.name);
   }
-  return c;
+  fail("unknown preset '", name, "'; valid: ", valid);
 }
+}  // namespace
+
+ModelConfig gpt_preset(const std::string& name) { return preset_from(kGptPresets, name); }
+
+ModelConfig paper_lm_preset(const std::string& name) { return preset_from(kPaperLmPresets, name); }
 
 }  // namespace qkvlab
