@@ -8,9 +8,13 @@ namespace qkvlab {
 
 // 1234567 -> "1,234,567" (and -1234 -> "-1,234")
 inline std::string with_commas(int64_t n) {
-  std::string s = std::to_string(n < 0 ? -n : n);
-  for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(size_t(i), ",");
-  return n < 0 ? "-" + s : s;
+  const std::string digits = std::to_string(n < 0 ? 0 - uint64_t(n) : uint64_t(n));
+  std::string out = n < 0 ? "-" : "";
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
 }
 
 // fixed(3.14159, 2) -> "3.14" (printf's %.*f)
