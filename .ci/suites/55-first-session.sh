@@ -4,6 +4,6 @@
 run_check first-session timeout 1200 bash tools/first_session.sh
 # Nothing a user reads or runs may point outside the repository (tests/ and .ci/ may use ../shared and skip).
 no_outside_paths() {
-  ! grep -rn "\.\./shared" README.md docs app models nn autograd tensor notebooks bench tools Makefile mk
+  ! grep -rn "\.\./shared" README.md docs app plot models nn autograd tensor notebooks bench tools Makefile mk
 }
 run_check no-outside-paths no_outside_paths
