@@ -20,7 +20,7 @@ MPI_TEST_OBJ := $(BUILD)/tests/main.o $(patsubst %.cpp,$(BUILD)/%.o,$(wildcard t
 # flags are the same. The MPI build then costs two compiles after `make` instead of a second full build. Two steps:
 # the release objects first (a make without MPI), then this folder's own compiles, the copies and the links.
 MPI_OWN_OBJ  := $(BUILD)/models/distributed.o $(filter-out $(BUILD)/tests/main.o,$(MPI_TEST_OBJ))
-MPI_BORROWED := $(filter-out $(MPI_OWN_OBJ),$(LIB_OBJ) $(APP_OBJ) $(BUILD)/tests/main.o)
+MPI_BORROWED := $(filter-out $(MPI_OWN_OBJ),$(LIB_OBJ) $(PLOT_OBJ) $(BENCH_OBJ) $(APP_OBJ) $(BUILD)/tests/main.o)
 
 .PHONY: mpi mpi-link test-mpi
 .DEFAULT_GOAL := mpi
