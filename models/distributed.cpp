@@ -125,7 +125,6 @@ double average_gradients(const std::vector<Tensor>& params, double loss, bool& s
 }
 
 CommStats comm_stats() { return g_stats; }
-void reset_comm_stats() { g_stats = CommStats{}; }
 
 uint64_t parameter_hash(const std::vector<Tensor>& params) {
   uint64_t h = 1469598103934665603ull;  // FNV-1a offset basis

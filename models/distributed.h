@@ -43,7 +43,6 @@ struct CommStats {
   int64_t bytes = 0;  // of the fused buffer, last call
 };
 CommStats comm_stats();
-void reset_comm_stats();
 
 // A 64-bit hash (FNV-1a) of the parameters' bytes, in order.
 uint64_t parameter_hash(const std::vector<Tensor>& params);

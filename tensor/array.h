@@ -105,7 +105,6 @@ class Array {
   Array to(DType dtype) const;        // converted copy (or *this when dtype matches)
   void copy_(const Array& src);       // writes src into this view; src broadcasts to this shape; dtypes convert
   void fill_(double value);
-  void zero_() { fill_(0.0); }
 
   // ---- printing ----
   // "Array(shape=(2,3), strides=(3,1), float32)\n[[...]]"; the middle of big dims is elided with "...".
