@@ -13,6 +13,6 @@ set print pretty on
 # ASan reserves a lot of address space; these keep gdb quiet about it under `make debug`.
 set print thread-events off
 # qkvlab restarts itself once (exec) to set a short OpenMP spin unless GOMP_SPINCOUNT, KMP_BLOCKTIME or
-# OMP_WAIT_POLICY is set (tensor/parallel.h); setting them here keeps a debugging session in one process.
+# OMP_WAIT_POLICY is set (app/openmp_policy.h); setting them here keeps a debugging session in one process.
 set environment GOMP_SPINCOUNT=10000
 set environment KMP_BLOCKTIME=0

@@ -9,8 +9,8 @@
 
 #include "app/common.h"
 #include "app/flag_checks.h"
+#include "app/openmp_policy.h"
 #include "autograd/profile.h"
-#include "tensor/parallel.h"
 #include "models/distributed.h"
 #include "tensor/error.h"
 
@@ -37,7 +37,7 @@ std::string one_line(const char* message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  qkvlab::prefer_passive_openmp_wait(argv);  // see tensor/parallel.h: spinning threads under load
+  qkvlab::app::restart_with_short_openmp_spin(argv);  // app/openmp_policy.h: spinning threads under load
   qkvlab::dist::init(&argc, &argv);
   int status = run(argc, argv);
   if (status != 0 && status != 130 && qkvlab::dist::size() > 1) qkvlab::dist::abort(status);

@@ -4,7 +4,6 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -51,18 +50,6 @@ void set_num_threads(int n) {
   thread_setting() = n;
 #ifdef _OPENMP
   omp_set_num_threads(n);
-#endif
-}
-
-void prefer_passive_openmp_wait(char** argv) {
-#ifdef _OPENMP
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("KMP_BLOCKTIME")) return;
-  if (::setenv("GOMP_SPINCOUNT", "10000", 0) != 0 || ::setenv("KMP_BLOCKTIME", "0", 0) != 0) return;
-  ::execv("/proc/self/exe", argv);  // returns only on failure: then run on as we are
-  ::unsetenv("GOMP_SPINCOUNT");
-  ::unsetenv("KMP_BLOCKTIME");
-#else
-  (void)argv;
 #endif
 }
 
