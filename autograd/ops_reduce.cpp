@@ -1,4 +1,4 @@
-// Reductions and matmul.
+// Reductions: sum, mean, max. (Matmul and linear, forward and backward: autograd/ops_matmul.cpp.)
 #include "autograd/node.h"
 #include "autograd/ops.h"
 
@@ -64,67 +64,6 @@ Tensor max(const Tensor& a, int64_t dim, bool keepdim, const Loc& loc) {
   return record<MaxBackward>(max(a.data(), d, keepdim), {&a}, loc, [&](MaxBackward& n) {
     n.index = argmax(a.data(), d, true);
     n.dim = d;
-  });
-}
-
-struct MatmulBackward : Node {
-  Array a, b;  // (..., M, K) and (..., K, N)
-  const char* name() const override { return "MatmulBackward"; }
-  std::vector<Array> backward(const Array& g) override {  // g: (..., M, N)
-    Array ga = needs_grad(0) ? sum_to(matmul(g, b.mT()), input_shapes[0]) : Array();  // g @ b^T
-    Array gb;
-    if (needs_grad(1) && input_shapes[1].size() == 2 && a.ndim() > 2 && g.is_contiguous() && a.is_contiguous()) {
-      // b is a matrix shared by every batch entry (a weight): sum_b a_b^T g_b is one product over all rows,
-      // (K, batch*M) @ (batch*M, N), with no (batch, K, N) intermediate to sum afterwards.
-      const int64_t K = a.size(-1), N = g.size(-1);
-      gb = matmul(a.reshape({-1, K}).mT(), g.reshape({-1, N}));
-    } else if (needs_grad(1)) {
-      gb = sum_to(matmul(a.mT(), g), input_shapes[1]);  // a^T @ g
-    }
-    return {ga, gb};
-  }
-  void release_saved() override { a = b = Array(); }
-};
-Tensor matmul(const Tensor& a0, const Tensor& b0, const Loc& loc) {
-  ProfileScope prof("matmul");
-  check(a0.ndim() >= 1 && b0.ndim() >= 1, "matmul: expected tensors with at least 1 dim, got ",
-        shape_str(a0.shape()), " @ ", shape_str(b0.shape()));
-  check(a0.dtype() == b0.dtype(), "matmul: dtypes differ: ", dtype_name(a0.dtype()), " and ",
-        dtype_name(b0.dtype()));
-  // 1-D operands as in NumPy: a vector on the left is a row, on the right a column; the extra dim is dropped.
-  Tensor a = a0.ndim() == 1 ? unsqueeze(a0, 0, loc) : a0;
-  Tensor b = b0.ndim() == 1 ? unsqueeze(b0, 1, loc) : b0;
-  Tensor out = record<MatmulBackward>(matmul(a.data(), b.data()), {&a, &b}, loc, [&](MatmulBackward& n) {
-    if (b.requires_grad()) n.a = a.data();
-    if (a.requires_grad()) n.b = b.data();
-  });
-  if (a0.ndim() == 1) out = squeeze(out, -2, loc);
-  if (b0.ndim() == 1) out = squeeze(out, -1, loc);
-  return out;
-}
-
-struct LinearBackward : Node {
-  Array x, w;  // input (..., in) and weight (out, in)
-  const char* name() const override { return "LinearBackward"; }
-  std::vector<Array> backward(const Array& g) override {  // g: (..., out)
-    const int64_t out_features = g.size(-1), in_features = input_shapes[1][1];
-    const Shape& xs = input_shapes[0];
-    const int64_t rows = shape_numel(Shape(xs.begin(), xs.end() - 1));  // every dim but the last (may be 0)
-    const Array g2 = g.reshape({rows, out_features});                                  // (rows, out)
-    Array gx, gw, gb;
-    if (needs_grad(0)) gx = matmul(g2, w).reshape(xs);                                  // g @ w: (rows, in)
-    if (needs_grad(1)) gw = matmul(g2.mT(), x.reshape({rows, in_features}));           // g^T @ x: (out, in)
-    if (needs_grad(2)) gb = sum(g2, {0});                                              // sum over rows: (out)
-    return {gx, gw, gb};
-  }
-  void release_saved() override { x = w = Array(); }
-};
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const Loc& loc) {
-  ProfileScope prof("linear");
-  Array out = linear(x.data(), w.data(), b.defined() ? b.data() : Array());
-  return record<LinearBackward>(out, {&x, &w, &b}, loc, [&](LinearBackward& n) {
-    if (w.requires_grad()) n.x = x.data();
-    if (x.requires_grad()) n.w = w.data();
   });
 }
 

@@ -6,6 +6,9 @@
 //   (..., M, K) @ (K,) -> (..., M)             a vector on the right is a K x 1 column, dropped from the result
 //
 // Operands are passed with the strides of their last two dims, so a transposed view (x.mT()) is read in place.
+//
+// This file computes values only. The backward (the gradients dA = dC @ B^T, dB = A^T @ dC, and those of linear)
+// is in autograd/ops_matmul.cpp: MatmulBackward and LinearBackward, each beside its forward.
 #include <algorithm>
 
 #include "tensor/gemm.h"

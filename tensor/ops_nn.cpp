@@ -7,6 +7,9 @@
 // Rows may have any stride, so softmax over dim 0 of a transposed view needs no copy. Row sums are in double.
 // The attention softmax is the exception: it needs each row's query index for the mask, so it walks contiguous
 // (..., T, S) rows itself (for_each_attention_row) and packs a strided input first.
+//
+// The backward kernels here (softmax_backward, scaled_causal_softmax_backward, ...) are called by the autograd
+// nodes in autograd/ops_nn.cpp (SoftmaxBackward, ScaledCausalSoftmaxBackward, ...), each beside its forward.
 #include <algorithm>
 #include <cmath>
 #include <limits>
