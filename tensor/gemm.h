@@ -9,6 +9,21 @@
 
 namespace qkvlab {
 
+// Read this first: the plain triple loop that gemm() below is the fast version of. Same arguments, same result up
+// to rounding: it sums each dot product in double, in the order p = 0..K-1, and rounds once to T, where gemm()
+// sums in T over blocks of K. Slow (no blocking, no packing, no threads); tests/tensor/test_gemm.cpp holds gemm()
+// and gemm_batched() to it over awkward shapes, strides and transposes.
+template <class T>
+void gemm_reference(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
+                    int64_t csb, T* C, int64_t ldc, bool accumulate) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double sum = accumulate ? double(C[i * ldc + j]) : 0.0;
+      for (int64_t p = 0; p < K; ++p) sum += double(A[i * rsa + p * csa]) * double(B[p * rsb + j * csb]);
+      C[i * ldc + j] = T(sum);
+    }
+}
+
 // C = A @ B  (or C += A @ B when accumulate) for one M x K times K x N product.
 // A's element (i,p) is A[i*rsa + p*csa]; B's element (p,j) is B[p*rsb + j*csb] (any strides, so transposed
 // operands are views: e.g. A^T is just swapped rsa/csa). C is row-major with leading dimension ldc (C[i*ldc + j]).

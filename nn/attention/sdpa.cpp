@@ -24,8 +24,8 @@ Array causal_mask(int64_t T, int64_t S, DType dtype) {
   return m;
 }
 
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
-                                    const ScoreBias& score_bias, AttentionMaps* maps) {
+namespace {
+void check_attention_shapes(const Tensor& q, const Tensor& k, const Tensor& v) {
   check(q.ndim() == 4 && k.ndim() == 4 && v.ndim() == 4, "attention: expected q, k, v of rank 4 (B,H,T,D), got ",
         shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
@@ -35,6 +35,30 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
         " disagree on batch or head size");
   check(Hkv > 0 && H % Hkv == 0, "attention: ", Hkv, " KV heads do not divide ", H, " query heads");
   check(S >= T, "attention: ", S, " keys for ", T, " queries; a causal query needs its own key");
+}
+}  // namespace
+
+Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                           const ScoreBias& score_bias, AttentionMaps* maps) {
+  check_attention_shapes(q, k, v);
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1), S = k.size(2);
+  const int64_t G = H / Hkv;  // query heads per KV head (grouped as in scaled_dot_product_attention below)
+  Tensor kg = unsqueeze(k, 2), vg = unsqueeze(v, 2);                              // (B,Hkv,1,S,D)
+  Tensor s = matmul(reshape(q, {B, Hkv, G, T, D}), transpose(kg, -2, -1));        // (B,Hkv,G,T,S)
+  s = reshape(mul(s, 1.0 / std::sqrt(double(D))), {B, H, T, S});                  // scaled scores (B,H,T,S)
+  if (score_bias) s = score_bias(s, S - T);
+  if (maps) maps->scores = s.data();
+  if (causal && S > 1) s = masked_fill(s, causal_mask(T, S, s.dtype()), -INFINITY);  // (S = 1: nothing to hide)
+  Tensor p = softmax(s, -1);                                                      // rows sum to 1
+  if (maps) maps->probs = p.data();
+  return reshape(matmul(reshape(p, {B, Hkv, G, T, S}), vg), {B, H, T, D});        // (B,H,T,D)
+}
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                                    const ScoreBias& score_bias, AttentionMaps* maps) {
+  check_attention_shapes(q, k, v);
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  const int64_t Hkv = k.size(1), S = k.size(2);
   const int64_t G = H / Hkv;  // query heads per KV head
 
   Tensor qg = reshape(q, {B, Hkv, G, T, D});                           // (B,H,T,D) -> (B,Hkv,G,T,D)
@@ -46,7 +70,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   // scaled_causal_softmax(x, scale, causal) = softmax(masked_fill(x * scale, causal_mask(T, S), -inf), -1), the
   // chain written out in one op and one pass over the scores instead of three (query i sees keys j <= i + S - T).
   // tests/tensor/test_ops_nn.cpp runs that chain against it, forward and backward; tests/nn/test_attention.cpp
-  // the whole attention.
+  // the whole attention against attention_reference above.
   Tensor p;
   if (score_bias) {                                                    // (X)+: bias after scaling, before mask
     Tensor scores = score_bias(mul(qk, scale), S - T);                 // (B,H,T,S)

@@ -30,11 +30,23 @@ struct AttentionMaps {
   Array probs;   // (B, H, T, S)
 };
 
+// Read this first: attention as the chain of ops that defines it, each op recording its own backward node:
+//   scores = matmul(q, k^T) * 1/sqrt(D)            (B,H,T,S)
+//   scores = score_bias(scores, S - T)             if given
+//   scores = masked_fill(scores, causal_mask, -inf) if causal
+//   probs  = softmax(scores, -1)
+//   out    = matmul(probs, v)                      (B,H,T,D)
+// scaled_dot_product_attention below computes the same thing with scale, mask and softmax fused into one op
+// (scaled_causal_softmax): the same output, maps and gradients, bit for bit in float32, because the fused op
+// does the chain's arithmetic in the chain's order (tensor/ops.h). tests/nn/test_attention.cpp holds it to that.
+Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                           const ScoreBias& score_bias = nullptr, AttentionMaps* maps = nullptr);
+
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                                     const ScoreBias& score_bias = nullptr, AttentionMaps* maps = nullptr);
 
-// The causal mask as an Array of 1 (masked) and 0: (T, S), masked where key j > query i + (S - T). The attention
-// itself applies it inside scaled_causal_softmax; this Array is for the unfused reference chain (tests, notebooks).
+// The causal mask as an Array of 1 (masked) and 0: (T, S), masked where key j > query i + (S - T). The fast
+// attention applies it inside scaled_causal_softmax; attention_reference (and notebooks) use this Array.
 Array causal_mask(int64_t T, int64_t S, DType dtype);
 
 }  // namespace qkvlab

@@ -213,24 +213,7 @@ TEST_CASE("gradcheck passes through every variant in double precision", "[attent
   }
 }
 
-namespace {
-// scaled_dot_product_attention as it was written before scaled_causal_softmax: scale, bias, mask and softmax as
-// four ops. The reference the fused attention must reproduce.
-Tensor unfused_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, const ScoreBias& bias,
-                         AttentionMaps* maps) {
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1), S = k.size(2);
-  Tensor kg = unsqueeze(k, 2), vg = unsqueeze(v, 2);                                  // (B,Hkv,1,S,D)
-  Tensor s = matmul(reshape(q, {B, Hkv, H / Hkv, T, D}), transpose(kg, -2, -1));      // (B,Hkv,G,T,S)
-  s = reshape(mul(s, 1.0 / std::sqrt(double(D))), {B, H, T, S});
-  if (bias) s = bias(s, S - T);
-  if (maps) maps->scores = s.data();
-  if (causal && S > 1) s = masked_fill(s, causal_mask(T, S, s.dtype()), -INFINITY);
-  Tensor p = softmax(s, -1);
-  if (maps) maps->probs = p.data();
-  return reshape(matmul(reshape(p, {B, Hkv, H / Hkv, T, S}), vg), {B, H, T, D});
-}
-}  // namespace
-
+// attention_reference (nn/attention/sdpa.h) is the unfused chain: scale, bias, causal mask and softmax as four ops.
 TEST_CASE("attention with the fused softmax equals the unfused chain: output, maps and gradients, bit for bit",
           "[attention][attention_softmax]") {
   struct Case {
@@ -259,7 +242,7 @@ TEST_CASE("attention with the fused softmax equals the unfused chain: output, ma
       ScoreBias bias;
       if (c.bias) bias = [&r](const Tensor& s, int64_t) { return s * 0.7 + r.w; };  // a learned (T,S) bias
       Tensor out = fused ? scaled_dot_product_attention(r.q, r.k, r.v, c.causal, bias, &r.maps)
-                         : unfused_attention(r.q, r.k, r.v, c.causal, bias, &r.maps);
+                         : attention_reference(r.q, r.k, r.v, c.causal, bias, &r.maps);
       sum(out * Tensor(up)).backward();
       r.out = out.data();
       return r;

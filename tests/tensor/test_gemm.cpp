@@ -1,7 +1,8 @@
-// Tests for tensor/gemm: every result is compared with a naive triple loop in double precision.
-// Tolerance: the worst-case rounding bound of a length-K dot product, (K+2) * unit roundoff * sum_k |a_ik||b_kj|
-// (plus |C_ij| when accumulating), per element; a wrong index, a lost block or a missed edge shows up as an error
-// of the order of sum |a||b| itself, far above it.
+// Tests for tensor/gemm: every result is compared with gemm_reference (tensor/gemm.h), the plain triple loop that
+// sums in double and rounds once. Tolerance: the worst-case rounding bound of a length-K dot product,
+// (K+2) * unit roundoff * sum_k |a_ik||b_kj| (plus |C_ij| when accumulating), per element, plus one unit roundoff
+// of the same scale for the reference's own final rounding to float: (K+3) u sum |a||b|. A wrong index, a lost
+// block or a missed edge shows up as an error of the order of sum |a||b| itself, far above it.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -68,26 +69,25 @@ struct Operand {
   T at(int64_t i, int64_t j) const { return data[size_t(i * rs + j * cs)]; }
 };
 
-// C (M x N, leading dimension ldc) against the naive product in double. C0 is C before the call.
+// C (M x N, leading dimension ldc) against gemm_reference. C0 is C before the call.
 template <class T>
 void check_product(int64_t M, int64_t N, int64_t K, const Operand<T>& A, const Operand<T>& B, const T* A_base,
                    const T* B_base, const std::vector<T>& C0, const std::vector<T>& C, int64_t ldc, bool accumulate,
                    const std::string& what) {
+  std::vector<T> R = C0;
+  qkvlab::gemm_reference(M, N, K, A_base, A.rs, A.cs, B_base, B.rs, B.cs, R.data(), ldc, accumulate);
   const double u = unit_roundoff<T>();
   int64_t bad = 0;
   double worst = 0;
   for (int64_t i = 0; i < M; ++i) {
     for (int64_t j = 0; j < N; ++j) {
-      double ref = accumulate ? double(C0[size_t(i * ldc + j)]) : 0.0;
-      double mag = std::fabs(ref);
-      for (int64_t p = 0; p < K; ++p) {
-        const double x = A_base[i * A.rs + p * A.cs], y = B_base[p * B.rs + j * B.cs];
-        ref += x * y;
-        mag += std::fabs(x * y);
-      }
+      double mag = accumulate ? std::fabs(double(C0[size_t(i * ldc + j)])) : 0.0;  // the scale of the error bound
+      for (int64_t p = 0; p < K; ++p)
+        mag += std::fabs(double(A_base[i * A.rs + p * A.cs]) * double(B_base[p * B.rs + j * B.cs]));
+      const double ref = R[size_t(i * ldc + j)];
       const double got = C[size_t(i * ldc + j)];
       const double err = std::fabs(got - ref);
-      const double tol = double(K + 2) * u * mag + std::numeric_limits<double>::min();
+      const double tol = double(K + 3) * u * mag + std::numeric_limits<double>::min();
       if (!(err <= tol)) ++bad;  // also catches NaN
       worst = std::max(worst, mag > 0 ? err / mag : err);
     }
@@ -143,7 +143,7 @@ const Dims kSmallShapes[] = {{1, 1, 1},   {1, 13, 7},   {7, 1, 13},   {13, 7, 1}
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("gemm matches the naive product for small and odd shapes in every layout", "[gemm]", float,
+TEMPLATE_TEST_CASE("gemm matches gemm_reference for small and odd shapes in every layout", "[gemm]", float,
                    double) {
   std::mt19937 rng(1234);
   with_threads([&] {
@@ -154,7 +154,7 @@ TEMPLATE_TEST_CASE("gemm matches the naive product for small and odd shapes in e
   });
 }
 
-TEMPLATE_TEST_CASE("gemm with one row of A (the unpacked decoding path) matches the naive product", "[gemm]", float,
+TEMPLATE_TEST_CASE("gemm with one row of A (the unpacked decoding path) matches gemm_reference", "[gemm]", float,
                    double) {
   // N around the 4-column groups, K around the 16- and 8-lane chunks and past the 512-element copy of a strided A.
   std::mt19937 rng(77);
@@ -167,7 +167,7 @@ TEMPLATE_TEST_CASE("gemm with one row of A (the unpacked decoding path) matches 
   });
 }
 
-TEMPLATE_TEST_CASE("gemm matches the naive product for large shapes", "[gemm]", float, double) {
+TEMPLATE_TEST_CASE("gemm matches gemm_reference for large shapes", "[gemm]", float, double) {
   std::mt19937 rng(99);
   with_threads([&] {
     run_case<TestType>(1031, 1029, 17, Layout::RowMajor, Layout::RowMajor, false, 0, rng);   // many row blocks
@@ -211,6 +211,12 @@ TEST_CASE("gemm computes a known small product exactly", "[gemm]") {
   gemm(2, 2, 3, At, 1, 2, B, 2, 1, C, 2, true);
   CHECK(C[0] == 116);
   CHECK(C[3] == 308);
+  // and so does the reference the other tests hold gemm to
+  float R[4] = {};
+  qkvlab::gemm_reference(2, 2, 3, A, 3, 1, B, 2, 1, R, 2, false);
+  CHECK((R[0] == 58 && R[1] == 64 && R[2] == 139 && R[3] == 154));
+  qkvlab::gemm_reference(2, 2, 3, At, 1, 2, B, 2, 1, R, 2, true);
+  CHECK((R[0] == 116 && R[1] == 128 && R[2] == 278 && R[3] == 308));
 }
 
 namespace {
@@ -253,7 +259,7 @@ void run_batched(int64_t batch, int64_t M, int64_t N, int64_t K, Layout la, Layo
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("gemm_batched matches the naive product, with broadcast operands", "[gemm]", float, double) {
+TEMPLATE_TEST_CASE("gemm_batched matches gemm_reference, with broadcast operands", "[gemm]", float, double) {
   std::mt19937 rng(77);
   with_threads([&] {
     for (bool acc : {false, true}) {
@@ -333,10 +339,19 @@ TEST_CASE("gemm hands out its blocks to any number of threads: same bits with 1,
     gemm_batched(batch, a_off.data(), b_off.data(), c_off.data(), M, N, K, A.data(), K, 1, B.data(), N, 1, C.data(),
                  N, true);
     if (nt == 1) {
-      // spot check one entry against the naive sum
-      double s = C0[size_t(c_off[36] + 8 * N + 19)];
-      for (int64_t p = 0; p < K; ++p) s += double(A[size_t(a_off[36] + 8 * K + p)]) * B[size_t(b_off[36] + p * N + 19)];
-      CHECK(C[size_t(c_off[36] + 8 * N + 19)] == Approx(s).epsilon(1e-5));
+      // spot check the last entry against gemm_reference
+      std::vector<float> R(C0.begin() + c_off[36], C0.begin() + c_off[36] + M * N);
+      qkvlab::gemm_reference(M, N, K, A.data() + a_off[36], K, 1, B.data() + b_off[36], N, 1, R.data(), N, true);
+      int64_t bad = 0;
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {  // within the bound check_product uses
+          double mag = std::fabs(double(C0[size_t(c_off[36] + i * N + j)]));
+          for (int64_t p = 0; p < K; ++p)
+            mag += std::fabs(double(A[size_t(a_off[36] + i * K + p)]) * double(B[size_t(b_off[36] + p * N + j)]));
+          const double err = std::fabs(double(C[size_t(c_off[36] + i * N + j)]) - double(R[size_t(i * N + j)]));
+          if (!(err <= double(K + 3) * unit_roundoff<float>() * mag)) ++bad;
+        }
+      CHECK(bad == 0);
       ref = C;
     } else {
       INFO("batched with " << nt << " threads");
