@@ -172,8 +172,8 @@ void run(TrainArgs& a) {
 void register_train(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
   CLI::App* cmd = app.add_subcommand("train", "Train one model on one task");
-  cmd->add_option("--variant", args->variant, "attention variant: qkv, kv, qk, single, gqa:G, mqa, kv-gqa:G, "
-                                              "kv-mqa, any with +, or the paper's names (Q-K=V, (Q=K=V)+, ...)")
+  cmd->add_option("--variant", args->variant, "attention variant: " + variant_ids() +
+                                              ", any with +, or the paper's names (Q-K=V, (Q=K=V)+, ...)")
       ->default_val("qkv");
   add_model_flags(cmd, args->model);
   add_train_flags(cmd, args->train);

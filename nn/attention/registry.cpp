@@ -43,18 +43,16 @@ bool parse_count(const std::string& s, int64_t& out) {
 // "valid: qkv, kv, qk, single, gqa:G, mqa, kv-gqa:G, kv-mqa (each may end in +), or the paper's names QKV, ...,
 // (Q=K-V)+, (Q=K=V)+": the ids, then the paper's names; the paper writes (X)+ for the rows whose q is k, the
 // symmetric scores its bias repairs.
+void add_name(std::string& list, const std::string& name) { list += (list.empty() ? "" : ", ") + name; }
+
 std::string valid_names() {
-  std::string ids, papers;
-  auto add = [](std::string& list, const std::string& name) { list += (list.empty() ? "" : ", ") + name; };
-  for (const VariantRow& r : rows()) add(ids, r.id), add(papers, r.paper_name);
+  std::string papers;
+  for (const VariantRow& r : rows()) add_name(papers, r.paper_name);
   for (const VariantRow& r : rows())
-    if (r.shares_heads()) {
-      add(ids, std::string(r.sharing.gqa_id) + "G"), add(ids, r.sharing.mqa_id);
-      add(papers, std::string(r.sharing.gqa_paper) + "G"), add(papers, r.sharing.mqa_paper);
-    }
+    if (r.shares_heads()) add_name(papers, std::string(r.sharing.gqa_paper) + "G"), add_name(papers, r.sharing.mqa_paper);
   for (const VariantRow& r : rows())
-    if (r.q_is_k) add(papers, std::string("(").append(r.paper_name).append(")+"));
-  return "valid: " + ids + " (each may end in +), or the paper's names " + papers;
+    if (r.q_is_k) add_name(papers, std::string("(").append(r.paper_name).append(")+"));
+  return "valid: " + variant_ids() + " (each may end in +), or the paper's names " + papers;
 }
 
 // The names a row answers to (ids and the paper's names; the grouped forms as prefixes before G).
@@ -203,6 +201,14 @@ int64_t attention_parameters(const VariantSpec& spec, const AttentionConfig& cfg
   if (r.has('v')) n += kv;
   if (cfg.pe_channels > 0) n += cfg.pe_channels + 1;  // w and b of the (X)+ bias
   return n;
+}
+
+std::string variant_ids() {
+  std::string ids;
+  for (const VariantRow& r : rows()) add_name(ids, r.id);
+  for (const VariantRow& r : rows())
+    if (r.shares_heads()) add_name(ids, std::string(r.sharing.gqa_id) + "G"), add_name(ids, r.sharing.mqa_id);
+  return ids;
 }
 
 }  // namespace qkvlab

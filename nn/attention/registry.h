@@ -63,6 +63,8 @@ struct VariantSpec {
 // in +), or the paper's names QKV, Q-K=V, Q=K-V, Q=K=V, GQA-G, MQA, Q-GQA-G, Q-MQA, (Q=K-V)+, (Q=K=V)+"
 // (the list is made from the table).
 VariantSpec parse_variant(const std::string& name);
+// The ids, from the table: "qkv, kv, qk, single, gqa:G, mqa, kv-gqa:G, kv-mqa" (what `train --help` lists).
+std::string variant_ids();
 
 // A set name ("paper-synthetic", "paper-lm", "all") or a comma-separated list of names.
 // paper-lm uses G = n_heads / 4 for its GQA variants, as the paper does.
