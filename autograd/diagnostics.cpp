@@ -3,6 +3,7 @@
 
 #include <execinfo.h>
 #include <cxxabi.h>
+#include <dlfcn.h>
 
 #include <cmath>
 #include <cstdio>
@@ -29,27 +30,23 @@ std::string where_str(const Node& n) {
 }
 }  // namespace
 
+// The names come from dladdr (the program's dynamic symbol table: the Makefile links with -rdynamic), which reads
+// the same on Linux and macOS, unlike the text of backtrace_symbols. A program without that table (a static
+// build, such as the arm64 one run under qemu) gets the frames' addresses instead, for addr2line.
 std::string capture_backtrace() {
   void* frames[24];
-  int n = ::backtrace(frames, 24);
-  char** symbols = ::backtrace_symbols(frames, n);
-  if (!symbols) return "";
+  const int n = ::backtrace(frames, 24);
   std::string out;
   int shown = 0;
   for (int i = 1; i < n && shown < 8; ++i) {
-    std::string line = symbols[i];
-    std::string fn = line;
-    size_t lp = line.find('('), plus = line.find('+', lp == std::string::npos ? 0 : lp);
-    bool named = lp != std::string::npos && plus != std::string::npos && plus > lp + 1;
-    if (!named && shown == 0) continue;  // the library's own unnamed frames (inlined record<>), above the op
-    if (named) {
-      std::string mangled = line.substr(lp + 1, plus - lp - 1);
-      int status = 0;
-      char* dem = abi::__cxa_demangle(mangled.c_str(), nullptr, nullptr, &status);
-      if (status == 0 && dem) fn = dem;
-      else fn = mangled;
-      std::free(dem);
-    }
+    Dl_info info{};
+    const bool named = ::dladdr(frames[i], &info) != 0 && info.dli_sname != nullptr;
+    if (!named) continue;  // the library's own unnamed frames (inlined record<>), above the op
+    std::string fn = info.dli_sname;
+    int status = 0;
+    char* dem = abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status);
+    if (status == 0 && dem) fn = dem;
+    std::free(dem);
     if (fn.find("qkvlab::record") != std::string::npos || fn.find("qkvlab::attach") != std::string::npos ||
         fn.find("capture_backtrace") != std::string::npos)
       continue;
@@ -57,7 +54,12 @@ std::string capture_backtrace() {
     out += "    " + fn + "\n";
     ++shown;
   }
-  std::free(symbols);
+  if (shown == 0)  // no symbol table: the return addresses, innermost first
+    for (int i = 1; i < n && i <= 8; ++i) {
+      char addr[32];
+      std::snprintf(addr, sizeof addr, "%p", frames[i]);
+      out += std::string("    ") + addr + "\n";
+    }
   return out;
 }
 

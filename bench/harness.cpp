@@ -1,6 +1,7 @@
 #include "bench/harness.h"
 
-#include <sys/resource.h>
+#include "tensor/platform.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -83,16 +84,11 @@ std::string run_child(const std::string& cmd, const std::string& what) {
 }
 
 std::string self_exe() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  check(n > 0, "bench: cannot find the qkvlab program (/proc/self/exe)");
-  return std::string(buf, size_t(n));
+  std::string path = executable_path();
+  check(!path.empty(), "bench: cannot find the qkvlab program's own path");
+  return path;
 }
 
-double peak_rss_mb() {
-  rusage ru{};
-  ::getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KB on Linux
-}
+double peak_rss_mb() { return peak_rss_megabytes(); }
 
 }  // namespace qkvlab::bench

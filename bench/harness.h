@@ -41,7 +41,7 @@ struct TempFile {
 // one-line error (naming `what`), so a failing yardstick does not flood the terminal.
 std::string run_child(const std::string& cmd, const std::string& what);
 
-// The path of this program (/proc/self/exe), to run a row in a fresh process of itself.
+// The path of this program (executable_path(), tensor/platform.h), to run a row in a fresh process of itself.
 std::string self_exe();
 
 // The most resident memory this process has had, in MB (getrusage).

@@ -72,7 +72,9 @@ void* map_block(size_t size) {
   const uintptr_t end = aligned + size;
   if (start + len > end) munmap(reinterpret_cast<void*>(end), start + len - end);  // and the tail
   void* p = reinterpret_cast<void*>(aligned);
+#ifdef MADV_HUGEPAGE  // Linux only (macOS has no transparent huge pages): elsewhere the block stays in small pages
   madvise(p, size / kHuge * kHuge, MADV_HUGEPAGE);  // a hint: failure only costs speed
+#endif
   return p;
 }
 

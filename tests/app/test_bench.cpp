@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "tests/test_util.h"
+#include "tensor/platform.h"
 
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -37,8 +38,7 @@ std::string slurp(const std::string& path) {
 
 // Runs `qkvlab args` (args already shell-quoted where needed) with one kernel thread by default.
 Run run_qkvlab(const std::string& args, const qkvlab::testing::TempDir& tmp) {
-  std::error_code ec;
-  const std::string bin = (std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "qkvlab").string();
+  const std::string bin = (std::filesystem::path(qkvlab::executable_path()).parent_path() / "qkvlab").string();
   REQUIRE(::access(bin.c_str(), X_OK) == 0);
   const std::string err = tmp.file("stderr.txt");
   FILE* p = ::popen(("QKVLAB_THREADS=1 '" + bin + "' " + args + " 2>'" + err + "'").c_str(), "r");
@@ -170,8 +170,8 @@ TEST_CASE("bench train: each row in its own process, the PyTorch column from the
 // The repository's own yardsticks (bench/, used by bench/run.sh) speak the protocol the stand-ins above mimic.
 // Each is skipped with a note when its library is not installed (bash tools/deps.sh --bench).
 static std::string repo_root() {
-  std::error_code ec;  // build/<mode>/qkvlab_tests -> the repository
-  return std::filesystem::read_symlink("/proc/self/exe", ec).parent_path().parent_path().parent_path().string();
+  // build/<mode>/qkvlab_tests -> the repository
+  return std::filesystem::path(qkvlab::executable_path()).parent_path().parent_path().parent_path().string();
 }
 
 TEST_CASE("bench/sgemm_openblas.c: built with OpenBLAS, its rows fill bench matmul's OpenBLAS column", "[app][bench]") {

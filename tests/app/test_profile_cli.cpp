@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "tests/test_util.h"
+#include "tensor/platform.h"
 
 #include <unistd.h>
 
@@ -28,7 +29,7 @@ TEST_CASE("cli: train --profile prints the op table on stderr and puts its rows 
   qkvlab::testing::TempDir tmp("profile_cli");
   const std::string corpus = tmp.file("corpus.txt");
   std::ofstream(corpus) << qkvlab::testing::english_like_text(4000, 3);
-  const std::string bin = std::filesystem::read_symlink("/proc/self/exe").parent_path() / "qkvlab";
+  const std::string bin = (std::filesystem::path(qkvlab::executable_path()).parent_path() / "qkvlab").string();
   REQUIRE(::access(bin.c_str(), X_OK) == 0);
   const std::string cmd = bin + " train --task lm --data " + corpus +
                           " --context 16 --d-model 16 --heads 2 --layers 1 --batch 4 --steps 3 --eval-examples 4"

@@ -31,6 +31,7 @@
 
 #include "models/safetensors.h"
 #include "models/transformer.h"
+#include "tensor/platform.h"
 
 using namespace qkvlab;
 
@@ -72,10 +73,8 @@ std::string golden_dir() {
   const std::string file = __FILE__;
   const std::string rel = dirname_of(file) + "/data";
   if (is_dir(rel) || (!file.empty() && file[0] == '/')) return rel;
-  char exe[4096];
-  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    exe[n] = '\0';
+  const std::string exe = qkvlab::executable_path();
+  if (!exe.empty()) {
     std::string from_exe = dirname_of(dirname_of(dirname_of(exe))) + "/" + rel;  // build/<mode>/x -> root
     if (is_dir(from_exe)) return from_exe;
   }

@@ -1,0 +1,16 @@
+// The few things the operating system answers differently on Linux and macOS, behind one function each, so that
+// nothing else in the tree names /proc or a Darwin call (docs/DESIGN.md, "Portability").
+#pragma once
+#include <string>
+
+namespace qkvlab {
+
+// The absolute path of the running program's executable, or "" when the system cannot tell.
+// Linux: the /proc/self/exe link. macOS: _NSGetExecutablePath, then realpath. Used to start a fresh copy of the
+// program (the OpenMP restart policy, `qkvlab bench`) and by the tests to find build/<mode>/qkvlab beside them.
+std::string executable_path();
+
+// The most resident memory this process has had, in MB (getrusage: KB on Linux, bytes on macOS).
+double peak_rss_megabytes();
+
+}  // namespace qkvlab
