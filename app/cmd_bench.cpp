@@ -26,6 +26,7 @@
 #include "bench/train.h"
 #include "plot/plot.h"
 #include "tensor/array.h"
+#include "tensor/gemm.h"
 #include "tensor/parallel.h"
 
 namespace qkvlab::app {
@@ -93,10 +94,12 @@ void run_matmul(MatmulArgs a) {
       table.push_back(row);
     }
   if (a.common.json) {
-    std::printf("%s\n", ordered_json{{"section", "matmul"}, {"repeats", a.repeats}, {"rows", rows}}.dump(2).c_str());
+    std::printf("%s\n", ordered_json{{"section", "matmul"}, {"kernel", gemm_kernel_name()}, {"repeats", a.repeats},
+                                     {"rows", rows}}.dump(2).c_str());
   } else {
     print_title("matmul: GFLOP/s of qkvlab::gemm (float32)",
-                "median [min-max] of " + std::to_string(a.repeats) + " repeats, each the best of " +
+                std::string("micro-kernel: ") + gemm_kernel_name() + "; median [min-max] of " +
+                    std::to_string(a.repeats) + " repeats, each the best of " +
                     std::to_string(a.samples) + " samples; op: N = as stored, T = transposed view; " +
                     (have_ref ? "ratio = ours / OpenBLAS cblas_sgemm (one call per batch entry, own process)"
                               : "no OpenBLAS figures (see bench/run.sh)"));

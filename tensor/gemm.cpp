@@ -24,7 +24,9 @@
 //             micro-kernel(C[ic+ir : +MR, jc+jr : +NR] (+)= A sliver @ B sliver)
 //
 // Sizes (AVX-512, float): MR x NR = 14 x 32, KC = 256 (B sliver 32 KiB of the 48 KiB L1), MC = 168 (A block
-// 168 KiB of the 1 MiB L2), NC = 4096. AVX2 uses 6 x 16 tiles (16 ymm registers); double uses 14 x 16.
+// 168 KiB of the 1 MiB L2), NC = 4096. AVX2 uses 6 x 16 tiles (16 ymm registers); double uses 14 x 16. ARM64
+// (NEON, 32 registers of 4 floats) uses 8 x 12. The instruction set is chosen when compiling (-march), one of
+// four SIMD policies below; gemm_kernel_name() says which.
 //
 // Packing copies the operands into contiguous, 64-byte aligned buffers in exactly the order the kernel reads
 // them (A sliver: for each k, MR consecutive values; B sliver: for each k, NR consecutive values). Packing reads
@@ -65,6 +67,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 #include <immintrin.h>
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
 #endif
 #ifdef _OPENMP
 #include <omp.h>
@@ -148,8 +152,62 @@ struct SimdD {
 constexpr int kMRf = 6, kNVf = 2, kKCf = 256, kMCf = 6 * 24, kNCf = 4096;
 constexpr int kMRd = 6, kNVd = 2, kKCd = 192, kMCd = 6 * 16, kNCd = 2048;
 
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+// ARM64 (Apple M-series, Graviton, Raspberry Pi 4/5 ...): 32 NEON registers of 128 bits. Every ARMv8-A core has
+// NEON with fused multiply-add, so this needs no -march flag. The broadcast is one ld1r (load and replicate).
+// Partial loads and stores go through a small stack buffer: NEON has no masked loads.
+struct SimdF {
+  using T = float;
+  using V = float32x4_t;
+  static constexpr int W = 4;
+  static V zero() { return vdupq_n_f32(0.0f); }
+  static V load(const T* p) { return vld1q_f32(p); }
+  static V bcast(const T* p) { return vld1q_dup_f32(p); }
+  static V fma(V a, V b, V c) { return vfmaq_f32(c, a, b); }  // c + a * b, one rounding
+  static V add(V a, V b) { return vaddq_f32(a, b); }
+  static V loadu(const T* p) { return vld1q_f32(p); }
+  static void storeu(T* p, V v) { vst1q_f32(p, v); }
+  static V loadu_n(const T* p, int n) {
+    T t[W] = {};
+    for (int i = 0; i < n; ++i) t[i] = p[i];
+    return vld1q_f32(t);
+  }
+  static void storeu_n(T* p, V v, int n) {
+    T t[W];
+    vst1q_f32(t, v);
+    for (int i = 0; i < n; ++i) p[i] = t[i];
+  }
+};
+struct SimdD {
+  using T = double;
+  using V = float64x2_t;
+  static constexpr int W = 2;
+  static V zero() { return vdupq_n_f64(0.0); }
+  static V load(const T* p) { return vld1q_f64(p); }
+  static V bcast(const T* p) { return vld1q_dup_f64(p); }
+  static V fma(V a, V b, V c) { return vfmaq_f64(c, a, b); }
+  static V add(V a, V b) { return vaddq_f64(a, b); }
+  static V loadu(const T* p) { return vld1q_f64(p); }
+  static void storeu(T* p, V v) { vst1q_f64(p, v); }
+  static V loadu_n(const T* p, int n) {
+    T t[W] = {};
+    for (int i = 0; i < n; ++i) t[i] = p[i];
+    return vld1q_f64(t);
+  }
+  static void storeu_n(T* p, V v, int n) {
+    T t[W];
+    vst1q_f64(t, v);
+    for (int i = 0; i < n; ++i) p[i] = t[i];
+  }
+};
+// 8 x 12 floats: 24 accumulators + 3 B vectors + 1 broadcast = 28 of the 32 registers (the BLIS shape for
+// ARMv8); KC 256 keeps the 12 KiB B sliver in a 32 KiB L1, MC 128 rows the 128 KiB A block in L2.
+// 6 x 8 doubles: 24 accumulators + 4 B vectors + 1 broadcast = 29.
+constexpr int kMRf = 8, kNVf = 3, kKCf = 256, kMCf = 8 * 16, kNCf = 12 * 340;  // NC: whole slivers (4080)
+constexpr int kMRd = 6, kNVd = 4, kKCd = 192, kMCd = 6 * 16, kNCd = 2048;
+
 #else
-// Portable fallback (ARM NEON, plain SSE2, ...): GCC/Clang vector extensions, 16-byte vectors.
+// Portable fallback (plain SSE2, 32-bit ARM, ...): GCC/Clang vector extensions, 16-byte vectors.
 template <class T_, int W_>
 struct SimdGeneric {
   using T = T_;
@@ -181,6 +239,9 @@ template <> struct Cfg<double> {
   using S = SimdD;
   static constexpr int MR = kMRd, NV = kNVd, NR = kNVd * SimdD::W, KC = kKCd, MC = kMCd, NC = kNCd;
 };
+// The pack buffers hold whole slivers: a B panel of NC columns is NC / NR slivers, an A block MC / MR.
+static_assert(Cfg<float>::NC % Cfg<float>::NR == 0 && Cfg<float>::MC % Cfg<float>::MR == 0);
+static_assert(Cfg<double>::NC % Cfg<double>::NR == 0 && Cfg<double>::MC % Cfg<double>::MR == 0);
 
 // ------------------------------------------------------------------------------------------------------------
 // Micro-kernel: C[0:MRe, 0:n] (+)= (A sliver, MRe rows used) @ (packed B sliver, NVe vectors used).
@@ -737,6 +798,18 @@ void gemm_batched_impl(int64_t batch, const int64_t* a_off, const int64_t* b_off
 }
 
 }  // namespace
+
+const char* gemm_kernel_name() {
+#if defined(__AVX512F__)
+  return "avx512 14x32";
+#elif defined(__AVX2__) && defined(__FMA__)
+  return "avx2 6x16";
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+  return "neon 8x12";
+#else
+  return "generic 6x16";
+#endif
+}
 
 void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t rsa, int64_t csa, const float* B, int64_t rsb,
           int64_t csb, float* C, int64_t ldc, bool accumulate) {

@@ -50,4 +50,9 @@ void gemm_batched(int64_t batch, const int64_t* a_off, const int64_t* b_off, con
                   const double* B, int64_t rsb, int64_t csb,
                   double* C, int64_t ldc, bool accumulate);
 
+// Which micro-kernel this build compiled in, chosen by the target's instruction set (-march): "avx512 14x32",
+// "avx2 6x16", "neon 8x12" (every ARM64 build) or "generic 6x16" (GCC/Clang vector extensions). `qkvlab bench`
+// prints it among the machine facts.
+const char* gemm_kernel_name();
+
 }  // namespace qkvlab

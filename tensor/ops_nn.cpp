@@ -26,8 +26,6 @@ using detail::check_same_dtype;
 
 namespace {
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
-
 // Max of a row, NaN-propagating: a NaN anywhere makes the max NaN (so the whole softmax row becomes NaN).
 template <class T>
 inline T row_max(const T* x, int64_t n, int64_t s) {

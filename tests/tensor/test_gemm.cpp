@@ -139,7 +139,7 @@ struct Dims {
 // Sizes 1, primes around the register tile, and ones crossing the cache blocks (K > KC, M > MC, N > NR multiples).
 const Dims kSmallShapes[] = {{1, 1, 1},   {1, 13, 7},   {7, 1, 13},   {13, 7, 1},  {7, 13, 31},  {31, 7, 13},
                              {13, 31, 7}, {127, 31, 13}, {31, 127, 7}, {14, 32, 5}, {15, 33, 17}, {29, 65, 3},
-                             {2, 3, 300}, {45, 47, 19}};
+                             {2, 3, 300}, {45, 47, 19}, {8, 12, 9}, {17, 25, 257}, {24, 36, 5}};
 
 }  // namespace
 
@@ -195,6 +195,22 @@ TEMPLATE_TEST_CASE("gemm with an empty dimension", "[gemm]", float, double) {
     for (int i = 0; i < 4; ++i)
       for (int j = 0; j < 6; ++j) CHECK(C[size_t(i * 6 + j)] == (j < 5 ? T(0) : T(7)));
   });
+}
+
+TEST_CASE("gemm holds the micro-kernel of the instruction set it was compiled for", "[gemm]") {
+  // The other cases here test whichever kernel this build holds; this one says which, so that a build for ARM64
+  // that fell back to the portable kernel (or an x86 one without AVX) does not pass unnoticed.
+  const std::string name = qkvlab::gemm_kernel_name();
+  INFO("kernel: " << name);
+#if defined(__aarch64__)
+  CHECK(name == "neon 8x12");
+#elif defined(__AVX512F__)
+  CHECK(name == "avx512 14x32");
+#elif defined(__AVX2__) && defined(__FMA__)
+  CHECK(name == "avx2 6x16");
+#else
+  CHECK(name == "generic 6x16");
+#endif
 }
 
 TEST_CASE("gemm computes a known small product exactly", "[gemm]") {
