@@ -7,6 +7,7 @@
 #                                 training runs on 2 threads (build/tsan/)
 #   make test-noomp               OPENMP=0 (single-threaded) build and tests, in build/noomp/
 #   make test-clang               clang++ release build and tests, in build/clang/
+#   make test-libcxx              clang with libc++ and no OpenMP, as Apple's toolchain (build/libcxx/)
 CLANGXX      ?= clang++
 FUZZ_SECONDS ?= 60
 FUZZERS      := safetensors idx corpus variant
@@ -27,7 +28,7 @@ ifeq ($(MODE),tsan)
   LDFLAGS  += -fsanitize=thread
 endif
 
-.PHONY: asan test-asan fuzz fuzzers tsan-parts tsan-check test-noomp test-clang
+.PHONY: asan test-asan fuzz fuzzers tsan-parts tsan-check test-noomp test-clang test-libcxx
 
 asan:
 	$(MAKE) MODE=asan CXX="$(CLANGXX)" all
@@ -84,3 +85,9 @@ test-noomp:
 test-clang:
 	$(MAKE) CXX="$(CLANGXX)" BUILD=build/clang all
 	build/clang/qkvlab_tests $(QKVLAB_TEST_ARGS)
+# The nearest this machine has to Apple's own toolchain: clang, its C++ library libc++ instead of GCC's libstdc++,
+# and no OpenMP (Apple's clang ships none; with Homebrew's libomp a Mac build is the ordinary OpenMP one).
+LIBCXX_FLAGS := CXX="$(CLANGXX)" OPENMP=0 BUILD=build/libcxx EXTRA_CXXFLAGS=-stdlib=libc++ EXTRA_LDFLAGS=-stdlib=libc++
+test-libcxx:
+	$(MAKE) $(LIBCXX_FLAGS) all
+	build/libcxx/qkvlab_tests $(QKVLAB_TEST_ARGS)

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -18,6 +19,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "tensor/platform.h"
 
 extern char** environ;
 
@@ -50,9 +53,8 @@ struct CliResult {
 };
 
 inline std::string qkvlab_program() {
-  std::error_code ec;
-  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  REQUIRE(!ec);
+  const std::filesystem::path self = qkvlab::executable_path();
+  REQUIRE(!self.empty());
   std::string bin = (self.parent_path() / "qkvlab").string();
   INFO("expected the program at " << bin << " (make builds it)");
   REQUIRE(::access(bin.c_str(), X_OK) == 0);
@@ -75,7 +77,14 @@ inline CliChild spawn_cli(const std::vector<std::string>& args, const std::strin
   c.out_path = io_prefix + ".out";
   c.err_path = io_prefix + ".err";
   // Everything the child needs is built before fork (only async-signal-safe calls after it).
-  std::vector<std::string> argv_s{bin};
+  // QKVLAB_TEST_EXEC_PREFIX ("/usr/bin/qemu-aarch64-static -L /usr/aarch64-linux-gnu"): the words the program is
+  // started through, for a cross-built test binary run under an emulator on a machine without binfmt_misc.
+  std::vector<std::string> argv_s;
+  if (const char* prefix = std::getenv("QKVLAB_TEST_EXEC_PREFIX")) {
+    std::istringstream words(prefix);
+    for (std::string w; words >> w;) argv_s.push_back(w);
+  }
+  argv_s.push_back(bin);
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
@@ -104,7 +113,7 @@ inline CliChild spawn_cli(const std::vector<std::string>& args, const std::strin
     if (::chdir(dir.c_str()) != 0) _exit(126);
     ::dup2(out, 1);
     ::dup2(err, 2);
-    ::execve(bin.c_str(), argv.data(), envp.data());
+    ::execve(argv_s[0].c_str(), argv.data(), envp.data());
     _exit(127);
   }
   ::close(out);
