@@ -25,7 +25,7 @@ OPENMP   ?= 1
 # ARCH=arm64 cross-builds for aarch64 into build/arm64, run under qemu (mk/arm64.mk: `make ARCH=arm64 test-arm64`).
 ARCH     ?= native
 ifeq ($(ARCH),arm64)
-  ifeq ($(origin CXX),default)
+  ifneq ($(origin CXX),command line)  # a CXX from the environment names the host's compiler
     CXX := aarch64-linux-gnu-g++
   endif
   # The header-only libraries (Catch2, CLI11, nlohmann-json, stb) are the host's: one copy serves every arch.
