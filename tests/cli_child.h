@@ -77,8 +77,8 @@ inline CliChild spawn_cli(const std::vector<std::string>& args, const std::strin
   c.out_path = io_prefix + ".out";
   c.err_path = io_prefix + ".err";
   // Everything the child needs is built before fork (only async-signal-safe calls after it).
-  // QKVLAB_TEST_EXEC_PREFIX ("/usr/bin/qemu-aarch64-static -L /usr/aarch64-linux-gnu"): the words the program is
-  // started through, for a cross-built test binary run under an emulator on a machine without binfmt_misc.
+  // QKVLAB_TEST_EXEC_PREFIX ("/usr/bin/qemu-aarch64-static"; the first word an absolute path): the words the
+  // program is started through, for a cross-built test binary run under an emulator without binfmt_misc.
   std::vector<std::string> argv_s;
   if (const char* prefix = std::getenv("QKVLAB_TEST_EXEC_PREFIX")) {
     std::istringstream words(prefix);
