@@ -61,8 +61,8 @@ if rel_build libcxx CXX=$REL_CXX OPENMP=0 BUILD=build/libcxx EXTRA_CXXFLAGS=-std
      EXTRA_LDFLAGS=-stdlib=libc++ all; then
   run_suite libcxx build/libcxx/qkvlab_tests "~[slow]"
   # Its training must follow the gcc OpenMP build's at --threads 1: the same loss at every step, to 1e-5. Not byte
-  # for byte: clang contracts a*b+c into one FMA within an expression, gcc also across them, so the last bits of
-  # the weights differ (measured 2026-12-03: every logged loss equal to all printed digits).
+  # for byte: the last bits of the weights differ between the compilers (clang fuses a*b+c only within an
+  # expression, gcc also across them), while every logged loss was equal to all printed digits (2026-12-03).
   rel_same_as_threaded() {
     local flags=(train --task lm --data README.md --context 32 --d-model 32 --heads 4
                  --layers 2 --batch 8 --steps 15 --seed 3 --threads 1)
