@@ -89,6 +89,4 @@ std::string self_exe() {
   return path;
 }
 
-double peak_rss_mb() { return peak_rss_megabytes(); }
-
 }  // namespace qkvlab::bench

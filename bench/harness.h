@@ -44,7 +44,4 @@ std::string run_child(const std::string& cmd, const std::string& what);
 // The path of this program (executable_path(), tensor/platform.h), to run a row in a fresh process of itself.
 std::string self_exe();
 
-// The most resident memory this process has had, in MB (getrusage).
-double peak_rss_mb();
-
 }  // namespace qkvlab::bench

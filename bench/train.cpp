@@ -6,6 +6,7 @@
 #include "models/transformer.h"
 #include "nn/optim.h"
 #include "tensor/array.h"
+#include "tensor/platform.h"
 
 namespace qkvlab::bench {
 
@@ -62,7 +63,7 @@ int steps_for(const TrainOptions& o, const std::string& preset) {
 std::string train_worker_result(const TrainOptions& o) {
   const ModelConfig cfg = bench_model(o.presets.at(0), o.variants.at(0));
   const TrainCell c = train_cell(cfg, o.batch, o.warmup, steps_for(o, o.presets[0]), o.recompute);
-  const ordered_json j{{"step_s", c.step_s}, {"tokens", c.tokens}, {"params", c.params}, {"peak_rss_mb", peak_rss_mb()},
+  const ordered_json j{{"step_s", c.step_s}, {"tokens", c.tokens}, {"params", c.params}, {"peak_rss_mb", peak_rss_megabytes()},
                        {"tensor_peak_mb", double(Storage::peak_bytes()) / (1 << 20)},
                        {"loss_first", c.first_loss}, {"loss_last", c.last_loss}};
   return "RESULT " + j.dump();

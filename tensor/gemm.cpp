@@ -155,7 +155,19 @@ constexpr int kMRd = 6, kNVd = 2, kKCd = 192, kMCd = 6 * 16, kNCd = 2048;
 #elif defined(__aarch64__) && defined(__ARM_NEON)
 // ARM64 (Apple M-series, Graviton, Raspberry Pi 4/5 ...): 32 NEON registers of 128 bits. Every ARMv8-A core has
 // NEON with fused multiply-add, so this needs no -march flag. The broadcast is one ld1r (load and replicate).
-// Partial loads and stores go through a small stack buffer: NEON has no masked loads.
+// NEON has no masked loads: partial loads and stores (the right edge of C) go through a small stack buffer.
+template <class S>
+typename S::V load_via_buffer(const typename S::T* p, int n) {
+  typename S::T t[S::W] = {};
+  for (int i = 0; i < n; ++i) t[i] = p[i];
+  return S::loadu(t);
+}
+template <class S>
+void store_via_buffer(typename S::T* p, typename S::V v, int n) {
+  typename S::T t[S::W];
+  S::storeu(t, v);
+  for (int i = 0; i < n; ++i) p[i] = t[i];
+}
 struct SimdF {
   using T = float;
   using V = float32x4_t;
@@ -167,16 +179,8 @@ struct SimdF {
   static V add(V a, V b) { return vaddq_f32(a, b); }
   static V loadu(const T* p) { return vld1q_f32(p); }
   static void storeu(T* p, V v) { vst1q_f32(p, v); }
-  static V loadu_n(const T* p, int n) {
-    T t[W] = {};
-    for (int i = 0; i < n; ++i) t[i] = p[i];
-    return vld1q_f32(t);
-  }
-  static void storeu_n(T* p, V v, int n) {
-    T t[W];
-    vst1q_f32(t, v);
-    for (int i = 0; i < n; ++i) p[i] = t[i];
-  }
+  static V loadu_n(const T* p, int n) { return load_via_buffer<SimdF>(p, n); }
+  static void storeu_n(T* p, V v, int n) { store_via_buffer<SimdF>(p, v, n); }
 };
 struct SimdD {
   using T = double;
@@ -189,16 +193,8 @@ struct SimdD {
   static V add(V a, V b) { return vaddq_f64(a, b); }
   static V loadu(const T* p) { return vld1q_f64(p); }
   static void storeu(T* p, V v) { vst1q_f64(p, v); }
-  static V loadu_n(const T* p, int n) {
-    T t[W] = {};
-    for (int i = 0; i < n; ++i) t[i] = p[i];
-    return vld1q_f64(t);
-  }
-  static void storeu_n(T* p, V v, int n) {
-    T t[W];
-    vst1q_f64(t, v);
-    for (int i = 0; i < n; ++i) p[i] = t[i];
-  }
+  static V loadu_n(const T* p, int n) { return load_via_buffer<SimdD>(p, n); }
+  static void storeu_n(T* p, V v, int n) { store_via_buffer<SimdD>(p, v, n); }
 };
 // 8 x 12 floats: 24 accumulators + 3 B vectors + 1 broadcast = 28 of the 32 registers (the BLIS shape for
 // ARMv8); KC 256 keeps the 12 KiB B sliver in a 32 KiB L1, MC 128 rows the 128 KiB A block in L2.

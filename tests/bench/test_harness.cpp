@@ -13,6 +13,7 @@
 #include "bench/matmul.h"
 #include "tensor/error.h"
 #include "tensor/format.h"
+#include "tensor/platform.h"
 
 using namespace qkvlab;
 
@@ -62,7 +63,7 @@ TEST_CASE("bench harness: a child's stdout comes back, quoting survives the shel
     CHECK(f.read() == "hello");
   }
   CHECK_FALSE(exists(path));
-  CHECK(bench::peak_rss_mb() > 0);
+  CHECK(qkvlab::peak_rss_megabytes() > 0);
 }
 
 TEST_CASE("bench matmul library: shapes by name or size, correct products, one figure per repeat", "[bench]") {
