@@ -7,6 +7,7 @@
 // OpenMP threads (detail::parallel_strided_loop).
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "tensor/fastmath.h"
 #include "tensor/ops.h"
@@ -159,19 +160,30 @@ Array relu(const Array& a) {
   // x < 0 ? 0 : x keeps NaN as NaN (as PyTorch does).
   return unary_op(a, "relu", [](auto x) { return x < decltype(x)(0) ? decltype(x)(0) : x; });
 }
+// GELU(x) = x Phi(x). Float takes fastmath::normal_cdf (one polynomial and one exp for Phi and the density
+// together, vectorised); float64 the erf form through libm, for gradcheck and the golden tests.
 Array gelu(const Array& a) {
   return unary_op(a, "gelu", [](auto x) {
     using T = decltype(x);
-    return static_cast<T>(x * T(0.5) * (T(1) + fastmath::erf(x * T(kInvSqrt2))));  // vectorised in float
+    if constexpr (std::is_same_v<T, float>) {
+      return x * fastmath::normal_cdf(x).cdf;
+    } else {
+      return static_cast<T>(x * T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2))));
+    }
   });
 }
 Array gelu_backward(const Array& x, const Array& grad) {
-  // d/dx [x Phi(x)] = Phi(x) + x phi(x)
+  // d/dx [x Phi(x)] = Phi(x) + x phi(x), phi(x) = e^(-x^2/2) / sqrt(2 pi)
   return binary_op(x, grad, "gelu_backward", [](auto v, auto g) {
     using T = decltype(v);
-    const T cdf = T(0.5) * (T(1) + fastmath::erf(v * T(kInvSqrt2)));
-    const T pdf = T(kInvSqrt2Pi) * fastmath::exp(T(-0.5) * v * v);
-    return g * (cdf + v * pdf);
+    if constexpr (std::is_same_v<T, float>) {
+      const fastmath::NormalCdf n = fastmath::normal_cdf(v);
+      return g * (n.cdf + v * (float(kInvSqrt2Pi) * n.gauss));
+    } else {
+      const T cdf = T(0.5) * (T(1) + std::erf(v * T(kInvSqrt2)));
+      const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * v * v);
+      return g * (cdf + v * pdf);
+    }
   });
 }
 Array abs(const Array& a) {

@@ -1,5 +1,5 @@
-// tensor/fastmath.h: the vectorisable float exp and erf against libm in double (rounded to float), swept densely
-// over every range the kernels feed them, plus the special values (NaN, infinities, zeros, subnormals).
+// tensor/fastmath.h: the vectorisable float exp and normal CDF against libm in double, swept densely over every
+// range the kernels feed them, plus the special values (NaN, infinities, zeros, subnormals).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -53,28 +53,45 @@ TEST_CASE("fastmath: float exp is within 1 ulp of exp in double, subnormals and 
   CHECK(fastmath::exp(1.0) == std::exp(1.0));  // double: libm itself
 }
 
-// 2 ulp where the compiler fuses the polynomial's multiply-adds (gcc's default); 3 with clang, which fuses only
-// within one expression: measured in the clang -O1 ASan build (x = -3.445, -0.99999, -0.9964).
-TEST_CASE("fastmath: float erf is within 3 ulp of erf in double; odd, saturating, NaN-preserving", "[fastmath]") {
-  auto f = [](float x) { return fastmath::erf(x); };
-  auto ref = [](double x) { return std::erf(x); };
-  CHECK(max_ulps(f, ref, -7.0f, 7.0f, 3e-7f) <= 3);  // ~14 million points over both branches and the join at 1
-  CHECK(max_ulps(f, ref, -1e-3f, 1e-3f, 1e-6f) <= 3);
+// Relative error, not ulps: the tail Phi(-|x|) spans 0.5 down to 1e-38, and a bound on the relative error is what
+// GELU's users see. The fit alone is 2.4e-7 in float (fastmath.h); measured worst 4.1e-7 for Phi and 1.7e-7 for
+// the density (gcc -O3 on x86-64); the bound leaves room for compilers that fuse fewer multiply-adds.
+TEST_CASE("fastmath: normal_cdf gives Phi(x) and exp(-x^2/2) to 1e-6 relative, tails and special values included",
+          "[fastmath]") {
+  double worst_cdf = 0, worst_gauss = 0;
+  float at_cdf = 0, at_gauss = 0;
+  for (float x = -15.5f; x < 15.5f; x += 1e-5f * (1.0f + std::fabs(x))) {  // ~2 million points
+    const fastmath::NormalCdf n = fastmath::normal_cdf(x);
+    const double xd = x, cdf = 0.5 * std::erfc(-xd / std::sqrt(2.0)), gauss = std::exp(-0.5 * xd * xd);
+    if (cdf >= std::numeric_limits<float>::min() && std::fabs(n.cdf - cdf) / cdf > worst_cdf) {
+      worst_cdf = std::fabs(n.cdf - cdf) / cdf;
+      at_cdf = x;
+    }
+    if (gauss >= std::numeric_limits<float>::min() && std::fabs(n.gauss - gauss) / gauss > worst_gauss) {
+      worst_gauss = std::fabs(n.gauss - gauss) / gauss;
+      at_gauss = x;
+    }
+  }
+  INFO("worst Phi error " << worst_cdf << " at x = " << at_cdf << ", worst density error " << worst_gauss
+                          << " at x = " << at_gauss);
+  CHECK(worst_cdf < 1e-6);
+  CHECK(worst_gauss < 1e-6);
   const float inf = std::numeric_limits<float>::infinity();
-  CHECK(fastmath::erf(0.0f) == 0.0f);
-  CHECK(std::signbit(fastmath::erf(-0.0f)));
-  CHECK(fastmath::erf(1e-40f) == static_cast<float>(std::erf(double(1e-40f))));  // subnormal in, subnormal out
-  CHECK(fastmath::erf(inf) == 1.0f);
-  CHECK(fastmath::erf(-inf) == -1.0f);
-  CHECK(fastmath::erf(-2.5f) == -fastmath::erf(2.5f));
-  CHECK(std::isnan(fastmath::erf(std::numeric_limits<float>::quiet_NaN())));
-  CHECK(fastmath::erf(0.5) == std::erf(0.5));
+  CHECK(fastmath::normal_cdf(0.0f).cdf == 0.5f);
+  CHECK(fastmath::normal_cdf(0.0f).gauss == 1.0f);
+  CHECK(fastmath::normal_cdf(inf).cdf == 1.0f);
+  CHECK(fastmath::normal_cdf(-inf).cdf == 0.0f);  // so GELU(-inf) = -inf * 0 = NaN, as x * Phi(x) in double
+  CHECK(fastmath::normal_cdf(-inf).gauss == 0.0f);
+  CHECK(fastmath::normal_cdf(-20.0f).cdf == 0.0f);  // Phi(-20) = 2.8e-89 rounds to 0
+  CHECK(fastmath::normal_cdf(20.0f).cdf == 1.0f);
+  CHECK(std::isnan(fastmath::normal_cdf(std::numeric_limits<float>::quiet_NaN()).cdf));
+  CHECK(std::isnan(fastmath::normal_cdf(std::numeric_limits<float>::quiet_NaN()).gauss));
 }
 
 TEST_CASE("fastmath: the float kernels that use it agree with float64 to float precision", "[fastmath]") {
   // gelu, its backward, softmax and cross-entropy in float32 against the same ops in float64 (libm).
   Generator gen(5);
-  Array x = mul(Array::normal({64, 96}, gen), 3.0);  // values out to +-12: both erf branches, exp underflow
+  Array x = mul(Array::normal({64, 96}, gen), 3.0);  // values out to +-12: the CDF's tails, exp underflow
   Array g = Array::normal({64, 96}, gen);
   Array xd = x.to(DType::F64), gd = g.to(DType::F64);
   CHECK(allclose(gelu(x), gelu(xd), 1e-6, 1e-6));
