@@ -37,7 +37,7 @@ std::string one_line(const char* message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  qkvlab::app::restart_with_short_openmp_spin(argv);  // app/openmp_policy.h: spinning threads under load
+  qkvlab::app::set_openmp_wait_policy(argv);  // app/openmp_policy.h: how long idle threads spin
   qkvlab::dist::init(&argc, &argv);
   int status = run(argc, argv);
   if (status != 0 && status != 130 && qkvlab::dist::size() > 1) qkvlab::dist::abort(status);

@@ -4,14 +4,18 @@
 
 namespace qkvlab::app {
 
-// OpenMP threads that wait for work spin by default (libgomp about 300,000 iterations), which starves the threads
-// that have work when the machine is busy; sleeping at once makes each of a step's hundreds of short parallel
-// regions pay a wake-up on an idle machine. The compromise is a short spin: unless the user chose a wait policy
-// (OMP_WAIT_POLICY, GOMP_SPINCOUNT or KMP_BLOCKTIME is set), re-execute this program once with
-// GOMP_SPINCOUNT=10000 (libgomp spins ~10 us, then sleeps) and KMP_BLOCKTIME=0 (LLVM's libomp sleeps at once).
-// A restart is needed because the runtime reads these variables only when it is loaded, before main(). Call it
-// first thing in main(). Returns (doing nothing) without OpenMP, when the user chose, or when the restart fails.
-// The measurements behind the numbers: docs/PERFORMANCE.md, "OpenMP: why the program restarts with a short spin".
-void restart_with_short_openmp_spin(char** argv);
+// OpenMP threads that wait for work spin for a while before they sleep. On a busy machine the spinning takes the
+// CPU from threads that have work; on an idle one, sleeping makes each of a step's hundreds of short parallel
+// regions pay a wake-up. So the policy looks at the machine once, at start-up:
+// - the user chose a wait policy (OMP_WAIT_POLICY, GOMP_SPINCOUNT or KMP_BLOCKTIME is set): nothing changes;
+// - no other process is running (tensor/platform.h, other_runnable_threads() == 0): the runtime's default spin
+//   (libgomp about 300,000 iterations, LLVM's libomp 200 ms);
+// - otherwise (busy, or unknown as on macOS): re-execute this program once with OMP_WAIT_POLICY=PASSIVE (waiting
+//   threads sleep at once, in both runtimes). A restart is needed because the runtime reads the variable only
+//   when it is loaded, before main().
+// Call it first thing in main(). Returns (doing nothing) without OpenMP, or when the restart fails. A machine
+// that becomes busy after the start keeps the choice; on a busy machine `--threads 1` is faster still.
+// The measurements behind it: docs/PERFORMANCE.md, "OpenMP: how long waiting threads spin".
+void set_openmp_wait_policy(char** argv);
 
 }  // namespace qkvlab::app

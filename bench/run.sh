@@ -88,11 +88,12 @@ machine_facts() {
   thp=$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)
   defrag=$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/defrag 2>/dev/null)
   gov=$(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null || echo "not exposed")
-  # app/main.cpp sets GOMP_SPINCOUNT=10000 and KMP_BLOCKTIME=0 (and restarts) unless one of these three is set.
+  # app/openmp_policy.h: unless one of these three is set, qkvlab keeps the runtime's spin when no other process
+  # runs at its start, and restarts with OMP_WAIT_POLICY=PASSIVE when one does.
   if [ -n "${OMP_WAIT_POLICY:-}${GOMP_SPINCOUNT:-}${KMP_BLOCKTIME:-}" ]; then
     wait="set here: OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-} KMP_BLOCKTIME=${KMP_BLOCKTIME:-}"
   else
-    wait="qkvlab's default (GOMP_SPINCOUNT=10000, KMP_BLOCKTIME=0); PyTorch's and OpenBLAS's own defaults"
+    wait="qkvlab's default (the runtime's spin when the machine is idle at start-up, else OMP_WAIT_POLICY=PASSIVE); PyTorch's and OpenBLAS's own defaults"
   fi
   torch=$(/usr/bin/python3 -c "import torch; print(torch.__version__)" 2>/dev/null || echo "not installed")
   blas=$(dpkg-query -W -f '${Version}' libopenblas0-pthread 2>/dev/null || dpkg-query -W -f '${Version}' libopenblas0 2>/dev/null || echo "not installed")
