@@ -45,11 +45,18 @@ CXXFLAGS_release := -O3 $(MARCH) -DNDEBUG
 CXXFLAGS_debug   := -O0 -g3 -fsanitize=address,undefined -fno-omit-frame-pointer
 LDFLAGS_debug    := -fsanitize=address,undefined
 CXXFLAGS := -std=c++20 $(WARN) $(CXXFLAGS_$(MODE)) -I. -MMD -MP $(EXTRA_CXXFLAGS)
-# app/ is command-line parsing, JSON and printing around the library's kernels: its files are the slowest to compile
-# (CLI11 and nlohmann-json headers) and gain nothing measurable from -O3, so the release build compiles them at
-# APP_OPT (-O1): about half the compile time of `make demo` (README, "Set-up"). plot/ and bench/ (drawing, and the
-# harness around the library's timed kernels) were part of app/ and keep its level.
-APP_OPT  ?= -O1
+# Optimisation by folder, for the time `make demo` takes from a fresh clone (README, "Set-up"); measured one file
+# at a time with g++ 12 on the 2-core machine, 2026-12-03:
+# - app/ is command-line parsing, JSON and printing around the library's kernels. Its files are the slowest to
+#   compile: CLI11 alone costs 7 s a file at -O1 (it defines its validators in every file that includes it), and
+#   nothing in app/ runs long enough to gain from optimisation. APP_OPT (-O0): 19 -> 10 s for cmd_study.cpp.
+# - plot/ (PNG encoding: stb's zlib shows in a study's profile) and bench/ (the harness around the timed
+#   kernels), and the library files that are JSON and file handling (a checkpoint's config, safetensors, the run
+#   directory, the trainer's loop around the kernels, gradcheck's case list) compile at TOOL_OPT (-O1): 15 -> 8 s
+#   for config.cpp.
+# - everything else in the library at -O3 (CXXFLAGS_release).
+APP_OPT  ?= -O0
+TOOL_OPT ?= -O1
 LDFLAGS  := $(LDFLAGS_$(MODE)) -rdynamic $(EXTRA_LDFLAGS)
 LDLIBS   := -lz -lpthread
 ifeq ($(OPENMP),1)
@@ -78,6 +85,8 @@ LIB_OBJ  := $(LIB_SRC:%.cpp=$(BUILD)/%.o)
 PLOT_OBJ := $(PLOT_SRC:%.cpp=$(BUILD)/%.o)
 BENCH_OBJ:= $(BENCH_SRC:%.cpp=$(BUILD)/%.o)
 APP_OBJ  := $(APP_SRC:%.cpp=$(BUILD)/%.o)
+TOOL_LIB_OBJ := $(addprefix $(BUILD)/,models/config.o models/safetensors.o models/run_dir.o models/trainer.o \
+                autograd/gradcheck_suite.o)
 # The tests link plot/, bench/ and the app's pieces too (command helpers), all but its main().
 APP_PARTS:= $(filter-out $(BUILD)/app/main.o,$(APP_OBJ)) $(PLOT_OBJ) $(BENCH_OBJ)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
@@ -101,7 +110,8 @@ $(BUILD)/%.o: %.cpp
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
 ifeq ($(MODE),release)
-$(APP_OBJ) $(PLOT_OBJ) $(BENCH_OBJ): CXXFLAGS += $(APP_OPT)
+$(APP_OBJ): CXXFLAGS += $(APP_OPT)
+$(PLOT_OBJ) $(BENCH_OBJ) $(TOOL_LIB_OBJ): CXXFLAGS += $(TOOL_OPT)
 endif
 
 $(LIB): $(LIB_OBJ)
