@@ -347,7 +347,6 @@ void layer_norm_backward_row_contiguous(const float* g, const float* x, const fl
 
 }  // namespace
 
-
 LayerNormOut layer_norm(const Array& x, const Array& weight, const Array& bias, double eps) {
   const char* op = "layer_norm";
   check_defined(x, op);

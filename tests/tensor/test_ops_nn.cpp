@@ -342,6 +342,34 @@ TEST_CASE("layer_norm of a constant row is exactly the bias, with no NaN", "[ops
   CHECK_THROWS_WITH(layer_norm(Array::zeros({2, 0}), Array(), Array(), 1e-5), "layer_norm: the last dim of (2,0) is empty");
 }
 
+// Float rows that are contiguous take their own kernels (8 partial row sums, tensor/ops_nn.cpp); the cases above
+// have rows of at most 7, which those kernels finish in their tail loop. Here rows of 64 (a model's width) and
+// 67 (8 partial sums plus a tail), each float result against the float64 path (the strided loops) on the same
+// values, forward and backward, with and without weight and bias.
+TEST_CASE("layer_norm and its backward: the float kernels for contiguous rows agree with float64", "[ops]") {
+  Generator gen(35);
+  for (int64_t c : {64, 67}) {
+    for (int with = 0; with < 4; ++with) {
+      const bool with_w = with & 1, with_b = with & 2;
+      INFO("c " << c << ", weight " << with_w << ", bias " << with_b);
+      Array x = add(Array::normal({6, 5, c}, gen), Array::scalar(2.0));
+      Array g = Array::normal({6, 5, c}, gen);
+      Array w = with_w ? Array::normal({c}, gen, 1.0, 0.5) : Array();
+      Array b = with_b ? Array::normal({c}, gen) : Array();
+      auto d = [](const Array& a) { return a.defined() ? a.to(DType::F64) : Array(); };
+      const LayerNormOut f = layer_norm(x, w, b, 1e-5), r = layer_norm(d(x), d(w), d(b), 1e-5);
+      CHECK(allclose(f.y, r.y, 1e-5, 1e-5));
+      CHECK(allclose(f.mean, r.mean, 1e-6, 1e-6));
+      CHECK(allclose(f.rstd, r.rstd, 1e-6, 1e-6));
+      const LayerNormGrads gf = layer_norm_backward(g, x, f.mean, f.rstd, w, with_b);
+      const LayerNormGrads gr = layer_norm_backward(d(g), d(x), r.mean, r.rstd, d(w), with_b);
+      CHECK(allclose(gf.dx, gr.dx, 1e-4, 1e-5));
+      if (with_w) CHECK(allclose(gf.dweight, gr.dweight, 1e-4, 1e-4));
+      if (with_b) CHECK(allclose(gf.dbias, gr.dbias, 1e-5, 1e-5));
+    }
+  }
+}
+
 TEST_CASE("layer_norm_backward agrees with finite differences (float64) on strided inputs", "[ops]") {
   Generator gen(34);
   for (int trial = 0; trial < 8; ++trial) {
