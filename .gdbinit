@@ -12,7 +12,7 @@ set print object on
 set print pretty on
 # ASan reserves a lot of address space; these keep gdb quiet about it under `make debug`.
 set print thread-events off
-# qkvlab restarts itself once (exec) to set a short OpenMP spin unless GOMP_SPINCOUNT, KMP_BLOCKTIME or
-# OMP_WAIT_POLICY is set (app/openmp_policy.h); setting them here keeps a debugging session in one process.
-set environment GOMP_SPINCOUNT=10000
-set environment KMP_BLOCKTIME=0
+# qkvlab may restart itself once (exec) to choose how idle OpenMP threads wait, unless OMP_WAIT_POLICY,
+# GOMP_SPINCOUNT or KMP_BLOCKTIME is set (app/openmp_policy.h); setting one here keeps a debugging session in one
+# process (and threads stopped at a breakpoint do not spin).
+set environment OMP_WAIT_POLICY=PASSIVE

@@ -46,7 +46,7 @@ CXXFLAGS_debug   := -O0 -g3 -fsanitize=address,undefined -fno-omit-frame-pointer
 LDFLAGS_debug    := -fsanitize=address,undefined
 CXXFLAGS := -std=c++20 $(WARN) $(CXXFLAGS_$(MODE)) -I. -MMD -MP $(EXTRA_CXXFLAGS)
 # Optimisation by folder, for the time `make demo` takes from a fresh clone (README, "Set-up"); measured one file
-# at a time with g++ 12 on the 2-core machine, 2026-12-03:
+# at a time with g++ 12 on a 2-vCPU Intel Xeon VM, 2026-12-03:
 # - app/ is command-line parsing, JSON and printing around the library's kernels. Its files are the slowest to
 #   compile: CLI11 alone costs 7 s a file at -O1 (it defines its validators in every file that includes it), and
 #   nothing in app/ runs long enough to gain from optimisation. APP_OPT (-O0): 19 -> 10 s for cmd_study.cpp.
@@ -118,8 +118,10 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+# The library's objects first: an inline or template function compiled in several objects (std::vector's, Array's)
+# is linked from the first object that has it, and the library's are the -O3 copies (app/ is -O0).
 $(APP): $(APP_OBJ) $(PLOT_OBJ) $(BENCH_OBJ) $(LIB)
-	$(CXX) $(LDFLAGS) $(APP_OBJ) $(PLOT_OBJ) $(BENCH_OBJ) $(LIB) $(LDLIBS) -o $@
+	$(CXX) $(LDFLAGS) $(LIB_OBJ) $(APP_OBJ) $(PLOT_OBJ) $(BENCH_OBJ) $(LDLIBS) -o $@
 
 $(TESTS): $(TEST_OBJ) $(APP_PARTS) $(LIB)
 	$(CXX) $(LDFLAGS) $(TEST_OBJ) $(APP_PARTS) $(LIB) $(LDLIBS) -o $@

@@ -1,21 +1,66 @@
 #include "app/openmp_policy.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <string>
+#include <thread>
 #include <unistd.h>
 
 #include "tensor/platform.h"
 
 namespace qkvlab::app {
 
+namespace {
+
+// Marks an automatic choice with the pid that made it (exec keeps the pid): see the header.
+constexpr const char* kMark = "QKVLAB_OMP_AUTO";
+
+// The thread count the command asks for, read ahead of its parser: --threads N or --threads=N, else
+// QKVLAB_THREADS, else 0 (all cores). Anything malformed counts as 0 here; the parser rejects it later.
+int requested_threads(char** argv) {
+  const char* value = nullptr;
+  for (int i = 1; argv[i]; ++i) {
+    if (std::strcmp(argv[i], "--threads") == 0 && argv[i + 1]) value = argv[i + 1];
+    else if (std::strncmp(argv[i], "--threads=", 10) == 0) value = argv[i] + 10;
+  }
+  if (!value) value = std::getenv("QKVLAB_THREADS");
+  if (!value || !*value) return 0;
+  char* end = nullptr;
+  const long n = std::strtol(value, &end, 10);
+  return *end == '\0' && n >= 1 && n <= 1024 ? int(n) : 0;
+}
+
+}  // namespace
+
 void set_openmp_wait_policy(char** argv) {
 #ifdef _OPENMP
+  bool inherited = false;
+  if (const char* mark = std::getenv(kMark)) {
+    if (std::to_string(::getpid()) == mark) return;  // this process, restarted with its own choice
+    // A child of a qkvlab that chose (a bench worker): it inherited the variable, not the reason.
+    ::unsetenv(kMark);
+    ::unsetenv("OMP_WAIT_POLICY");
+    inherited = true;
+  }
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("KMP_BLOCKTIME")) return;
-  if (other_runnable_threads() == 0) return;  // an idle machine: the runtime's own spin (see the header)
-  if (::setenv("OMP_WAIT_POLICY", "PASSIVE", 0) != 0) return;  // a busy (or unknown) machine: sleep at once
+  const int threads = requested_threads(argv);
+  if (threads == 1) return;  // no thread ever waits for another
+  const int cores = std::max(1, int(std::thread::hardware_concurrency()));
+  const int spare = cores - (threads > 0 ? std::min(threads, cores) : cores);  // cores this command leaves free
+  const int others = other_runnable_threads();
+  const bool idle = others >= 0 && others <= spare;
+  if (idle && !inherited) return;  // the runtime's own spin, as it loaded
+  if (!idle) {
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);  // sleep at once
+    ::setenv(kMark, std::to_string(::getpid()).c_str(), 1);
+    if (inherited) return;  // the runtime loaded with PASSIVE already
+  }
+  // Restart so that the runtime loads with the new setting: PASSIVE, or (idle, inherited) none.
   const std::string self = executable_path();
   if (!self.empty()) ::execv(self.c_str(), argv);  // returns only on failure: then run on as we are
   ::unsetenv("OMP_WAIT_POLICY");
+  ::unsetenv(kMark);
 #else
   (void)argv;
 #endif

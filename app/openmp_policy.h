@@ -7,12 +7,16 @@ namespace qkvlab::app {
 // OpenMP threads that wait for work spin for a while before they sleep. On a busy machine the spinning takes the
 // CPU from threads that have work; on an idle one, sleeping makes each of a step's hundreds of short parallel
 // regions pay a wake-up. So the policy looks at the machine once, at start-up:
-// - the user chose a wait policy (OMP_WAIT_POLICY, GOMP_SPINCOUNT or KMP_BLOCKTIME is set): nothing changes;
-// - no other process is running (tensor/platform.h, other_runnable_threads() == 0): the runtime's default spin
-//   (libgomp about 300,000 iterations, LLVM's libomp 200 ms);
+// - the user chose a wait policy (OMP_WAIT_POLICY, GOMP_SPINCOUNT or KMP_BLOCKTIME is set), or the command runs on
+//   one thread (--threads 1 or QKVLAB_THREADS=1): nothing changes;
+// - no more threads of others are running (tensor/platform.h, other_runnable_threads()) than the cores this
+//   command leaves free (all cores minus --threads or QKVLAB_THREADS; none by default): the runtime's default
+//   spin (libgomp about 300,000 iterations, LLVM's libomp 200 ms);
 // - otherwise (busy, or unknown as on macOS): re-execute this program once with OMP_WAIT_POLICY=PASSIVE (waiting
 //   threads sleep at once, in both runtimes). A restart is needed because the runtime reads the variable only
 //   when it is loaded, before main().
+// An automatic PASSIVE is marked with QKVLAB_OMP_AUTO=<pid>. A child that inherits it from another qkvlab (the
+// workers of `qkvlab bench`) drops both and chooses for itself, restarting once more if it finds the machine idle.
 // Call it first thing in main(). Returns (doing nothing) without OpenMP, or when the restart fails. A machine
 // that becomes busy after the start keeps the choice; on a busy machine `--threads 1` is faster still.
 // The measurements behind it: docs/PERFORMANCE.md, "OpenMP: how long waiting threads spin".

@@ -61,7 +61,7 @@ TEST_CASE("fastmath: normal_cdf gives Phi(x) and exp(-x^2/2) to 1e-6 relative, t
           "[fastmath]") {
   double worst_cdf = 0, worst_gauss = 0;
   float at_cdf = 0, at_gauss = 0;
-  for (float x = -15.5f; x < 15.5f; x += 1e-5f * (1.0f + std::fabs(x))) {  // ~2 million points
+  for (float x = -15.5f; x < 15.5f; x += 1e-5f * (1.0f + std::fabs(x))) {  // ~0.6 million points
     const fastmath::NormalCdf n = fastmath::normal_cdf(x);
     const double xd = x, cdf = 0.5 * std::erfc(-xd / std::sqrt(2.0)), gauss = std::exp(-0.5 * xd * xd);
     if (cdf >= std::numeric_limits<float>::min() && std::fabs(n.cdf - cdf) / cdf > worst_cdf) {

@@ -342,18 +342,21 @@ TEST_CASE("layer_norm of a constant row is exactly the bias, with no NaN", "[ops
   CHECK_THROWS_WITH(layer_norm(Array::zeros({2, 0}), Array(), Array(), 1e-5), "layer_norm: the last dim of (2,0) is empty");
 }
 
-// Float rows that are contiguous take their own kernels (8 partial row sums, tensor/ops_nn.cpp); the cases above
-// have rows of at most 7, which those kernels finish in their tail loop. Here rows of 64 (a model's width) and
-// 67 (8 partial sums plus a tail), each float result against the float64 path (the strided loops) on the same
-// values, forward and backward, with and without weight and bias.
+// Float rows that are contiguous take their own kernels (8 partial row sums, tensor/ops_nn.cpp); the strided cases
+// above have rows of at most 7, which those kernels finish in their tail loop. Here rows of 64 (a model's width)
+// and 67 (8 partial sums plus a tail), each float result against the float64 path (the strided loops) on the same
+// values, forward and backward, with and without weight and bias; and once more with x and the gradient as
+// transposed views, which keeps float on its strided loops too.
 TEST_CASE("layer_norm and its backward: the float kernels for contiguous rows agree with float64", "[ops]") {
   Generator gen(35);
   for (int64_t c : {64, 67}) {
-    for (int with = 0; with < 4; ++with) {
-      const bool with_w = with & 1, with_b = with & 2;
-      INFO("c " << c << ", weight " << with_w << ", bias " << with_b);
-      Array x = add(Array::normal({6, 5, c}, gen), Array::scalar(2.0));
-      Array g = Array::normal({6, 5, c}, gen);
+    for (int with = 0; with < 5; ++with) {
+      const bool strided = with == 4;  // rows with stride 30: the general loops, in float as in float64
+      const bool with_w = (with & 1) || strided, with_b = (with & 2) || strided;
+      INFO("c " << c << ", weight " << with_w << ", bias " << with_b << (strided ? ", strided rows" : ""));
+      Array x = strided ? add(Array::normal({c, 30}, gen), Array::scalar(2.0)).mT()
+                        : add(Array::normal({6, 5, c}, gen), Array::scalar(2.0));
+      Array g = strided ? Array::normal({c, 30}, gen).mT() : Array::normal({6, 5, c}, gen);
       Array w = with_w ? Array::normal({c}, gen, 1.0, 0.5) : Array();
       Array b = with_b ? Array::normal({c}, gen) : Array();
       auto d = [](const Array& a) { return a.defined() ? a.to(DType::F64) : Array(); };
