@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <thread>
 #include <unistd.h>
 
+#include "tensor/parallel.h"
 #include "tensor/platform.h"
 
 namespace qkvlab::app {
@@ -16,19 +18,25 @@ namespace {
 // Marks an automatic choice with the pid that made it (exec keeps the pid): see the header.
 constexpr const char* kMark = "QKVLAB_OMP_AUTO";
 
-// The thread count the command asks for, read ahead of its parser: --threads N or --threads=N, else
-// QKVLAB_THREADS, else 0 (all cores). Anything malformed counts as 0 here; the parser rejects it later.
+// The thread count the command asks for, read ahead of its parser: --threads N or --threads=N, else the
+// library's setting (QKVLAB_THREADS or all cores, tensor/parallel.h). Anything malformed counts as 0 (all cores)
+// here; the parser, or the library, rejects it later with its own message.
 int requested_threads(char** argv) {
   const char* value = nullptr;
   for (int i = 1; argv[i]; ++i) {
     if (std::strcmp(argv[i], "--threads") == 0 && argv[i + 1]) value = argv[i + 1];
     else if (std::strncmp(argv[i], "--threads=", 10) == 0) value = argv[i] + 10;
   }
-  if (!value) value = std::getenv("QKVLAB_THREADS");
-  if (!value || !*value) return 0;
+  if (!value) {
+    try {
+      return num_threads();
+    } catch (const std::exception&) {
+      return 0;
+    }
+  }
   char* end = nullptr;
   const long n = std::strtol(value, &end, 10);
-  return *end == '\0' && n >= 1 && n <= 1024 ? int(n) : 0;
+  return *value != '\0' && *end == '\0' && n >= 1 && n <= 1024 ? int(n) : 0;
 }
 
 }  // namespace

@@ -273,76 +273,69 @@ Array scaled_causal_softmax_backward(const Array& p, const Array& grad, double s
 
 namespace {
 
-// The float kernels for a contiguous row (the case in every model: the normalised dim is the last and dense).
-// They compute what the strided loops below do, with the row sums split into 8 partial sums in double, as
-// detail::sum_run does: a single running sum is a chain of dependent additions that the compiler may not
-// reorder (no -ffast-math), so it runs one add per 4 cycles; 8 independent chains vectorise. The sums differ
-// from the strided loop's only in rounding order (both in double). Float64 keeps the single running sum.
-void layer_norm_row_contiguous(const float* x, float* y, const float* w, const float* b, int64_t c, double eps,
-                               float* mean_out, float* rstd_out) {
-  const double shift = static_cast<double>(x[0]);
-  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= c; i += 8)
-    for (int j = 0; j < 8; ++j) a[j] += static_cast<double>(x[i + j]) - shift;
-  for (; i < c; ++i) a[0] += static_cast<double>(x[i]) - shift;
-  const double mean = shift + (((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))) / double(c);
-  double v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  i = 0;
-  for (; i + 8 <= c; i += 8)
-    for (int j = 0; j < 8; ++j) {
-      const double d = static_cast<double>(x[i + j]) - mean;
-      v[j] += d * d;
-    }
-  for (; i < c; ++i) {
-    const double d = static_cast<double>(x[i]) - mean;
-    v[0] += d * d;
-  }
-  const double var = (((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]))) / double(c);
-  const double rstd = 1.0 / std::sqrt(var + eps);
-  *mean_out = static_cast<float>(mean);
-  *rstd_out = static_cast<float>(rstd);
-  const float mu = static_cast<float>(mean), r = static_cast<float>(rstd);
-  if (w && b) {
-    for (int64_t k = 0; k < c; ++k) y[k] = (x[k] - mu) * r * w[k] + b[k];
-  } else if (w) {
-    for (int64_t k = 0; k < c; ++k) y[k] = (x[k] - mu) * r * w[k];
-  } else if (b) {
-    for (int64_t k = 0; k < c; ++k) y[k] = (x[k] - mu) * r + b[k];
+// A row sum in double of term(0) ... term(n-1). Float rows take 8 partial sums, as detail::sum_run does: one
+// running sum is a chain of dependent additions that the compiler may not reorder (no -ffast-math), one add per 4
+// cycles; 8 independent chains vectorise. Float64 keeps one running sum, the order the golden tests were made with.
+template <class T, class Term>
+inline double row_sum(int64_t n, Term term) {
+  if constexpr (std::is_same_v<T, float>) {
+    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      for (int j = 0; j < 8; ++j) a[j] += term(i + j);
+    for (; i < n; ++i) a[0] += term(i);
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
   } else {
-    for (int64_t k = 0; k < c; ++k) y[k] = (x[k] - mu) * r;
+    double s = 0.0;
+    for (int64_t i = 0; i < n; ++i) s += term(i);
+    return s;
   }
 }
 
-// dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) with dxhat = g * w; gxhat = g * xhat (for
-// dweight) when asked for. The two row sums in double, 8 partial sums each.
-void layer_norm_backward_row_contiguous(const float* g, const float* x, const float* w, float mu, float r, int64_t c,
-                                        float* dx, float* gxhat) {
-  double s1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s2[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= c; i += 8)
-    for (int j = 0; j < 8; ++j) {
-      const float xh = (x[i + j] - mu) * r;
-      const float dxh = w ? g[i + j] * w[i + j] : g[i + j];
-      s1[j] += static_cast<double>(dxh);
-      s2[j] += static_cast<double>(dxh) * static_cast<double>(xh);
-    }
-  for (; i < c; ++i) {
-    const float xh = (x[i] - mu) * r;
-    const float dxh = w ? g[i] * w[i] : g[i];
-    s1[0] += static_cast<double>(dxh);
-    s2[0] += static_cast<double>(dxh) * static_cast<double>(xh);
+// One row of layer norm: y = (x - mean) * rstd [* w] [+ b]; mean and rstd are stored for the backward.
+// kUnit: every stride is 1 (the normalised dim is the last and dense, as in every model), fixed at compile time so
+// that the loops vectorise; the other instantiation takes any strides.
+template <bool kUnit, class T>
+void layer_norm_row(const T* x, int64_t sx, T* y, const T* w, int64_t sw, const T* b, int64_t sb, int64_t c,
+                    double eps, T* mean_out, T* rstd_out) {
+  if constexpr (kUnit) sx = sw = sb = 1;
+  // Shifted by the first element: exact for a constant row (mean = x, var = 0, so y = bias with no rounding
+  // noise), and more accurate when |mean| >> std.
+  const double shift = static_cast<double>(x[0]);
+  const double mean =
+      shift + row_sum<T>(c, [&](int64_t i) { return static_cast<double>(x[i * sx]) - shift; }) / double(c);
+  const double var = row_sum<T>(c, [&](int64_t i) {
+                       const double d = static_cast<double>(x[i * sx]) - mean;
+                       return d * d;
+                     }) / double(c);
+  const double rstd = 1.0 / std::sqrt(var + eps);
+  *mean_out = static_cast<T>(mean);
+  *rstd_out = static_cast<T>(rstd);
+  const T mu = static_cast<T>(mean), r = static_cast<T>(rstd);
+  for (int64_t i = 0; i < c; ++i) {
+    T h = (x[i * sx] - mu) * r;
+    if (w) h *= w[i * sw];
+    if (b) h += b[i * sb];
+    y[i] = h;
   }
-  const double t1 = ((s1[0] + s1[1]) + (s1[2] + s1[3])) + ((s1[4] + s1[5]) + (s1[6] + s1[7]));
-  const double t2 = ((s2[0] + s2[1]) + (s2[2] + s2[3])) + ((s2[4] + s2[5]) + (s2[6] + s2[7]));
-  const float m1 = static_cast<float>(t1 / double(c)), m2 = static_cast<float>(t2 / double(c));
-  if (w) {
-    for (int64_t k = 0; k < c; ++k) dx[k] = r * (g[k] * w[k] - m1 - (x[k] - mu) * r * m2);
-  } else {
-    for (int64_t k = 0; k < c; ++k) dx[k] = r * (g[k] - m1 - (x[k] - mu) * r * m2);
-  }
+}
+
+// One row of the backward: dxhat = g * w;  dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), and
+// gxhat = g * xhat (summed over rows for dweight) when asked for. Strides as in layer_norm_row; dx and gxhat are
+// contiguous.
+template <bool kUnit, class T>
+void layer_norm_backward_row(const T* g, int64_t sg, const T* x, int64_t sx, const T* w, int64_t sw, T mu, T r,
+                             int64_t c, T* dx, T* gxhat) {
+  if constexpr (kUnit) sg = sx = sw = 1;
+  auto xhat = [&](int64_t i) { return (x[i * sx] - mu) * r; };
+  auto dxhat = [&](int64_t i) { return w ? g[i * sg] * w[i * sw] : g[i * sg]; };
+  const double s1 = row_sum<T>(c, [&](int64_t i) { return static_cast<double>(dxhat(i)); });
+  const double s2 =
+      row_sum<T>(c, [&](int64_t i) { return static_cast<double>(dxhat(i)) * static_cast<double>(xhat(i)); });
+  const T m1 = static_cast<T>(s1 / double(c)), m2 = static_cast<T>(s2 / double(c));
+  for (int64_t i = 0; i < c; ++i) dx[i] = r * (dxhat(i) - m1 - xhat(i) * m2);
   if (gxhat)
-    for (int64_t k = 0; k < c; ++k) gxhat[k] = g[k] * ((x[k] - mu) * r);
+    for (int64_t i = 0; i < c; ++i) gxhat[i] = g[i * sg] * xhat(i);
 }
 
 }  // namespace
@@ -369,37 +362,11 @@ LayerNormOut layer_norm(const Array& x, const Array& weight, const Array& bias, 
     const T* bp = bias.defined() ? bias.data<T>() : nullptr;
     const int64_t sw = weight.defined() ? weight.strides()[0] : 0, sb = bias.defined() ? bias.strides()[0] : 0;
     const int64_t sx = x.strides()[nd - 1];
+    const bool unit = sx == 1 && (!wp || sw == 1) && (!bp || sb == 1);
     detail::for_each_row<3>(x.shape(), nd - 1, {&x.strides(), &out.y.strides(), &rst},
                             [&](const std::array<int64_t, 3>& off) {
-                              const T* xr = xp + off[0];
-                              T* yr = yp + off[1];
-                              if constexpr (std::is_same_v<T, float>) {
-                                if (sx == 1 && (!wp || sw == 1) && (!bp || sb == 1)) {
-                                  layer_norm_row_contiguous(xr, yr, wp, bp, c, eps, mp + off[2], rp + off[2]);
-                                  return;
-                                }
-                              }
-                              // Shifted by the first element: exact for a constant row (mean = x, var = 0, so
-                              // y = bias with no rounding noise), and more accurate when |mean| >> std.
-                              const double shift = static_cast<double>(xr[0]);
-                              double s = 0.0;
-                              for (int64_t i = 0; i < c; ++i) s += static_cast<double>(xr[i * sx]) - shift;
-                              const double mean = shift + s / static_cast<double>(c);
-                              double v = 0.0;
-                              for (int64_t i = 0; i < c; ++i) {
-                                const double d = static_cast<double>(xr[i * sx]) - mean;
-                                v += d * d;
-                              }
-                              const double rstd = 1.0 / std::sqrt(v / static_cast<double>(c) + eps);
-                              mp[off[2]] = static_cast<T>(mean);
-                              rp[off[2]] = static_cast<T>(rstd);
-                              const T mu = static_cast<T>(mean), r = static_cast<T>(rstd);
-                              for (int64_t i = 0; i < c; ++i) {
-                                T h = (xr[i * sx] - mu) * r;
-                                if (wp) h *= wp[i * sw];
-                                if (bp) h += bp[i * sb];
-                                yr[i] = h;
-                              }
+                              auto row = unit ? layer_norm_row<true, T> : layer_norm_row<false, T>;
+                              row(xp + off[0], sx, yp + off[1], wp, sw, bp, sb, c, eps, mp + off[2], rp + off[2]);
                             });
     return out;
   });
@@ -436,34 +403,13 @@ LayerNormGrads layer_norm_backward(const Array& grad, const Array& x, const Arra
     T* dxp = out.dx.data<T>();
     T* gxp = weight.defined() ? gxhat.data<T>() : nullptr;
     const int64_t sg = grad.strides()[nd - 1], sx = x.strides()[nd - 1];
+    const bool unit = sg == 1 && sx == 1 && (!wp || sw == 1);
     const Strides& ost = out.dx.strides();  // gxhat has the same (contiguous) strides
     detail::for_each_row<5>(
         x.shape(), nd - 1, {&grad.strides(), &x.strides(), &mst, &rst, &ost}, [&](const std::array<int64_t, 5>& off) {
-          const T* g = gp + off[0];
-          const T* xr = xp + off[1];
-          const T mu = mp[off[2]], r = rp[off[3]];
-          if constexpr (std::is_same_v<T, float>) {
-            if (sg == 1 && sx == 1 && (!wp || sw == 1)) {
-              layer_norm_backward_row_contiguous(g, xr, wp, mu, r, c, dxp + off[4], gxp ? gxp + off[4] : nullptr);
-              return;
-            }
-          }
-          // dxhat = g * w;  dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
-          double s1 = 0.0, s2 = 0.0;
-          for (int64_t i = 0; i < c; ++i) {
-            const T xh = (xr[i * sx] - mu) * r;
-            const T dxh = wp ? g[i * sg] * wp[i * sw] : g[i * sg];
-            s1 += static_cast<double>(dxh);
-            s2 += static_cast<double>(dxh) * static_cast<double>(xh);
-            if (gxp) gxp[off[4] + i] = g[i * sg] * xh;
-          }
-          const T m1 = static_cast<T>(s1 / static_cast<double>(c)), m2 = static_cast<T>(s2 / static_cast<double>(c));
-          T* d = dxp + off[4];
-          for (int64_t i = 0; i < c; ++i) {
-            const T xh = (xr[i * sx] - mu) * r;
-            const T dxh = wp ? g[i * sg] * wp[i * sw] : g[i * sg];
-            d[i] = r * (dxh - m1 - xh * m2);
-          }
+          auto row = unit ? layer_norm_backward_row<true, T> : layer_norm_backward_row<false, T>;
+          row(gp + off[0], sg, xp + off[1], sx, wp, sw, mp[off[2]], rp[off[3]], c, dxp + off[4],
+              gxp ? gxp + off[4] : nullptr);
         });
     if (weight.defined()) out.dweight = sum_leading(gxhat);
     if (has_bias) out.dbias = sum_leading(grad);
