@@ -73,6 +73,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, QKVLAB_LOC);  // batched, broadc
 // add(matmul(x, transpose(w, 0, 1)), b) up to rounding (the bias is added first, so for in > 256 the sum is
 // grouped differently), with one pass less forward and backward.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, QKVLAB_LOC);
+// linear(gelu(h), w, b) in one op, the same values and gradients bit for bit, that keeps only h for backward (not
+// gelu(h) too): the MLP's second layer, where it saves a quarter of a transformer block's activation memory.
+Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b, QKVLAB_LOC);
 
 // ---- neural-network ops ----
 Tensor embedding(const Tensor& weight, const Array& ids, QKVLAB_LOC);  // ids int64; backward scatter-adds

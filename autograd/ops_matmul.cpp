@@ -1,7 +1,8 @@
-// Matmul and linear, each forward beside its backward. The kernels they call (tensor/ops_matmul.cpp and, under it,
+// Matmul, linear and gelu_linear, each forward beside its backward. The kernels they call (tensor/ops_matmul.cpp and, under it,
 // the blocked GEMM in tensor/gemm.cpp) compute values only; the gradients are products too:
 //   C = A @ B           dA = dC @ B^T          dB = A^T @ dC           (summed over broadcast batch dims)
 //   y = x @ W^T + b     dx = dy @ W            dW = dy^T @ x           db = dy summed over rows
+// and gelu_linear, linear on gelu(h), which keeps h and makes gelu(h) again in backward.
 #include "autograd/node.h"
 #include "autograd/ops.h"
 
@@ -65,6 +66,41 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const Loc& loc)
   return record<LinearBackward>(out, {&x, &w, &b}, loc, [&](LinearBackward& n) {
     if (w.requires_grad()) n.x = x.data();
     if (x.requires_grad()) n.w = w.data();
+  });
+}
+
+// linear(gelu(h), w, b), the second layer of an MLP on its hidden activation, as one op that keeps only h for
+// backward instead of h (for GELU's derivative) and gelu(h) (for dW) both: backward makes gelu(h) again from h,
+// in the same pass that computes GELU's derivative (gelu_and_backward_), so it costs no extra pass over h.
+// The values and gradients are those of the two ops, bit for bit (tests/autograd/test_gelu_linear.cpp).
+//   dact = dy @ w          dh = dact * gelu'(h)          dW = dy^T @ gelu(h)          db = dy summed over rows
+struct GeluLinearBackward : Node {
+  Array h, w;  // the pre-activation (..., in) and the weight (out, in)
+  const char* name() const override { return "GeluLinearBackward"; }
+  std::vector<Array> backward(const Array& g) override {  // g: (..., out)
+    const int64_t out_features = g.size(-1), in_features = input_shapes[1][1];
+    const Shape& hs = input_shapes[0];
+    const int64_t rows = shape_numel(Shape(hs.begin(), hs.end() - 1));
+    const Array g2 = g.reshape({rows, out_features});
+    Array act, gh, gw, gb;
+    if (needs_grad(0)) {
+      gh = matmul(g2, w).reshape(hs);   // d gelu(h), made into dh in place
+      act = gelu_and_backward_(h, gh);
+    } else if (needs_grad(1)) {
+      act = gelu(h);
+    }
+    if (needs_grad(1)) gw = matmul(g2.mT(), act.reshape({rows, in_features}));
+    if (needs_grad(2)) gb = sum(g2, {0});
+    return {gh, gw, gb};
+  }
+  void release_saved() override { h = w = Array(); }
+};
+Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b, const Loc& loc) {
+  ProfileScope prof("gelu_linear");
+  Array out = linear(gelu(h.data()), w.data(), b.defined() ? b.data() : Array());  // gelu(h) is not kept
+  return record<GeluLinearBackward>(out, {&h, &w, &b}, loc, [&](GeluLinearBackward& n) {
+    if (h.requires_grad() || w.requires_grad()) n.h = h.data();
+    if (h.requires_grad()) n.w = w.data();
   });
 }
 

@@ -56,7 +56,9 @@ struct Dropout : Module {
 struct MLP : Module {
   Linear fc, proj;
   MLP(int64_t d, int64_t hidden, Generator& gen);
-  Tensor forward(const Tensor& x) const { return proj(gelu(fc(x))); }  // (B,T,d) -> (B,T,hidden) -> (B,T,d)
+  // proj(gelu(fc(x))): (B,T,d) -> (B,T,hidden) -> (B,T,d). gelu_linear is proj(gelu(.)) as one op that keeps
+  // less for backward (autograd/ops.h); the result and the gradients are the same, bit for bit.
+  Tensor forward(const Tensor& x) const { return gelu_linear(fc(x), proj.weight, proj.bias); }
   Tensor operator()(const Tensor& x) const { return forward(x); }
   std::string type_name() const override { return "MLP"; }
 };

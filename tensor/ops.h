@@ -22,6 +22,10 @@ Array tanh(const Array& a);
 Array relu(const Array& a);                              // NaN stays NaN
 Array gelu(const Array& a);                              // exact: x * 0.5 * (1 + erf(x / sqrt(2)))
 Array gelu_backward(const Array& x, const Array& grad);  // grad * d gelu(x) / dx
+// gelu(x) and gelu_backward(x, grad) in one pass that evaluates Phi(x) once per element (the backward of
+// gelu_linear needs both), bit for bit the two calls above: returns gelu(x) and sets grad to the gradient, in
+// place when grad is a contiguous float array of x's shape (then nothing else may still read it).
+Array gelu_and_backward_(const Array& x, Array& grad);
 Array abs(const Array& a);
 Array sign(const Array& a);                              // -1, 0, 1 (NaN stays NaN)
 Array pow(const Array& a, double exponent);

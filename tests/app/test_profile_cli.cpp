@@ -52,12 +52,12 @@ TEST_CASE("cli: train --profile prints the op table on stderr and puts its rows 
     calls[r.at("phase").get<std::string>() + " " + r.at("op").get<std::string>()] = r.at("calls").get<int64_t>();
     share += r.at("share").get<double>();
   }
-  // Per step: 2 LayerNorms in the block + ln_f; one GELU; one cross-entropy; one AdamW step. The final eval is not
+  // Per step: 2 LayerNorms in the block + ln_f; one MLP (its second layer on the GELU, gelu_linear); one cross-entropy; one AdamW step. The final eval is not
   // counted (the profiler pauses while the trainer evaluates).
   CHECK(calls["forward layer_norm"] == 3 * 3);
   CHECK(calls["backward LayerNormBackward"] == 3 * 3);
-  CHECK(calls["forward gelu"] == 3);
-  CHECK(calls["backward GeluBackward"] == 3);
+  CHECK(calls["forward gelu_linear"] == 3);
+  CHECK(calls["backward GeluLinearBackward"] == 3);
   CHECK(calls["forward cross_entropy"] == 3);
   CHECK(calls["optimizer AdamW.step"] == 3);
   CHECK(share > 0.0);

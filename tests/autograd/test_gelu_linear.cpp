@@ -1,0 +1,111 @@
+// gelu_linear (autograd/ops.h): linear(gelu(h), w, b) as one op that keeps only h for backward. Its values and
+// gradients must be those of the two separate ops bit for bit, in float as in double, with and without bias and
+// whichever inputs require grad; gelu_and_backward_ (tensor/ops.h), which its backward calls, must match gelu and
+// gelu_backward bit for bit. The double-precision gradient check against finite differences is in the gradcheck
+// suite (autograd/gradcheck_suite.cpp, op "gelu_linear").
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "tensor/random.h"
+
+using namespace qkvlab;
+
+namespace {
+
+// Bitwise equality of two float or double arrays: to_vector widens float to double exactly, so equal doubles
+// mean equal floats (NaNs with the same bits are equal, 0 and -0 are not).
+bool same_bits(const Array& a, const Array& b) {
+  if (!a.defined() || !b.defined() || a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
+  const std::vector<double> va = a.to_vector(), vb = b.to_vector();
+  return std::memcmp(va.data(), vb.data(), va.size() * sizeof(double)) == 0;
+}
+
+struct Grads {
+  Array y, gh, gw, gb;
+};
+
+// y = f(h, w, b), then backward of sum(y * r): r makes every output's gradient different.
+template <class F>
+Grads run(F f, const Array& h0, const Array& w0, const Array& b0, const Array& r, bool h_grad, bool w_grad) {
+  Tensor h(h0, h_grad), w(w0, w_grad), b;
+  if (b0.defined()) b = Tensor(b0, true);
+  Tensor y = f(h, w, b);
+  sum(y * Tensor(r)).backward();
+  Grads g{y.data(), Array(), Array(), Array()};
+  if (h_grad) g.gh = h.grad();
+  if (w_grad) g.gw = w.grad();
+  if (b.defined()) g.gb = b.grad();
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("gelu_and_backward_: gelu and gelu_backward in one pass, bit for bit", "[ops][gelu]") {
+  Generator gen(7);
+  for (DType dt : {DType::F32, DType::F64}) {
+    // 1000 elements reach the vector loop and its tail; x spans the polynomial's range and beyond.
+    Array x = (Array::normal({10, 100}, gen) * 4.0).to(dt);
+    Array g = Array::normal({10, 100}, gen).to(dt);
+    x.set({0, 0}, std::numeric_limits<double>::quiet_NaN());
+    x.set({0, 1}, std::numeric_limits<double>::infinity());
+    x.set({0, 2}, -std::numeric_limits<double>::infinity());
+    x.set({0, 3}, 0.0);
+    x.set({0, 4}, 20.0);
+    Array d = g * 1.0;  // a fresh copy of g
+    const void* storage = dt == DType::F32 ? static_cast<const void*>(d.data<float>()) : nullptr;
+    Array v = gelu_and_backward_(x, d);
+    CHECK(same_bits(v, gelu(x)));
+    CHECK(same_bits(d, gelu_backward(x, g)));
+    if (dt == DType::F32) CHECK(static_cast<const void*>(d.data<float>()) == storage);  // float: in place
+    // Transposed operands take the strided loop; a transposed gradient is not written in place.
+    Array dt_ = g.mT();
+    Array vt = gelu_and_backward_(x.mT(), dt_);
+    CHECK(same_bits(vt, gelu(x.mT())));
+    CHECK(same_bits(dt_, gelu_backward(x.mT(), g.mT())));
+    // A gradient to broadcast falls back to the two kernels.
+    Array g_row = Array::normal({100}, gen).to(dt);
+    Array db = g_row;
+    gelu_and_backward_(x, db);
+    CHECK(same_bits(db, gelu_backward(x, g_row)));
+  }
+  Array g64 = Array::zeros({2}, DType::F64);
+  CHECK_THROWS_WITH(gelu_and_backward_(Array::zeros({2}, DType::F32), g64),
+                    Catch::Contains("gelu_and_backward_: expected operands of the same dtype"));
+}
+
+TEST_CASE("gelu_linear: the values and gradients of linear(gelu(h), w, b), bit for bit", "[autograd][gelu]") {
+  Generator gen(3);
+  auto fused = [](const Tensor& h, const Tensor& w, const Tensor& b) { return gelu_linear(h, w, b); };
+  auto plain = [](const Tensor& h, const Tensor& w, const Tensor& b) { return linear(gelu(h), w, b); };
+  for (DType dt : {DType::F32, DType::F64}) {
+    // (2,9,70) -> (2,9,33): 70 inputs and 18 rows reach the GEMM's full tiles and its edges.
+    const Array h = (Array::normal({2, 9, 70}, gen) * 2.0).to(dt);
+    const Array w = (Array::normal({33, 70}, gen) * 0.1).to(dt);
+    const Array b = Array::normal({33}, gen).to(dt);
+    const Array r = Array::normal({2, 9, 33}, gen).to(dt);
+    for (bool with_bias : {true, false}) {
+      for (auto [h_grad, w_grad] : {std::pair{true, true}, std::pair{true, false}, std::pair{false, true}}) {
+        INFO("dtype " << dtype_name(dt) << ", bias " << with_bias << ", h grad " << h_grad << ", w grad " << w_grad);
+        const Array bias = with_bias ? b : Array();
+        Grads f = run(fused, h, w, bias, r, h_grad, w_grad);
+        Grads p = run(plain, h, w, bias, r, h_grad, w_grad);
+        CHECK(same_bits(f.y, p.y));
+        if (h_grad) CHECK(same_bits(f.gh, p.gh));
+        if (w_grad) CHECK(same_bits(f.gw, p.gw));
+        if (with_bias) CHECK(same_bits(f.gb, p.gb));
+      }
+    }
+  }
+  // Without any input that requires grad, nothing is recorded.
+  Tensor y = gelu_linear(Tensor(Array::ones({2, 3})), Tensor(Array::ones({4, 3})), Tensor());
+  CHECK_FALSE(y.requires_grad());
+  CHECK(y.data().shape() == Shape{2, 4});
+  // Shape errors name the product.
+  CHECK_THROWS_WITH(gelu_linear(Tensor(Array::ones({2, 3})), Tensor(Array::ones({4, 5})), Tensor()),
+                    Catch::Contains("does not end in the weight's 5 inputs"));
+}
