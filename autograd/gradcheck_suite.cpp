@@ -82,8 +82,8 @@ std::vector<std::string> gradcheck_op_names() {
           "pow",      "exp",       "log",         "sqrt",        "tanh",       "relu",       "gelu",
           "sum",      "mean",      "max",         "reshape",     "permute",    "transpose",  "slice",
           "expand",   "unsqueeze", "squeeze",     "concat",      "split",      "contiguous", "matmul",
-          "linear",   "gelu_linear", "embedding", "softmax",  "scaled_causal_softmax", "log_softmax", "cross_entropy",
-          "layer_norm", "dropout", "masked_fill", "where"};
+          "linear",   "gelu_linear", "embedding", "softmax", "scaled_causal_softmax", "log_softmax",
+          "cross_entropy", "layer_norm", "dropout", "masked_fill", "where"};
 }
 
 std::vector<GradcheckCase> gradcheck_cases(uint64_t seed) {
@@ -201,10 +201,11 @@ std::vector<GradcheckCase> gradcheck_cases(uint64_t seed) {
            [](X x) { return linear(x[0], x[1], x[2]); });
   add_case("linear", "no bias, strided input and weight", {in.transposed({4, 3}), in.transposed({4, 2})},
            [](X x) { return linear(transpose(x[0], 0, 1), transpose(x[1], 0, 1), Tensor()); });
-  add_case("gelu_linear", "gelu(h (2,3,4)) @ w(5,4)^T + b(5)", {in.normal({2, 3, 4}), in.normal({5, 4}), in.normal({5})},
+  add_case("gelu_linear", "gelu(h (2,3,4)) @ w(5,4)^T + b(5)",
+           {in.normal({2, 3, 4}), in.normal({5, 4}), in.normal({5})},
            [](X x) { return gelu_linear(x[0], x[1], x[2]); });
-  add_case("gelu_linear", "no bias, 3h over a wide range, transposed weight", {in.normal({3, 4}), in.transposed({2, 4})},
-           [](X x) { return gelu_linear(x[0] * 3.0, x[1], Tensor()); });
+  add_case("gelu_linear", "no bias, 3h over a wide range, transposed weight",
+           {in.normal({3, 4}), in.transposed({2, 4})}, [](X x) { return gelu_linear(x[0] * 3.0, x[1], Tensor()); });
 
   // ---- neural-network ops ----
   {

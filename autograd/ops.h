@@ -74,7 +74,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, QKVLAB_LOC);  // batched, broadc
 // grouped differently), with one pass less forward and backward.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, QKVLAB_LOC);
 // linear(gelu(h), w, b) in one op, the same values and gradients bit for bit, that keeps only h for backward (not
-// gelu(h) too): the MLP's second layer, where it saves a quarter of a transformer block's activation memory.
+// gelu(h) too): the MLP's second layer, where it saves a fifth of what a transformer block keeps for backward.
 Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b, QKVLAB_LOC);
 
 // ---- neural-network ops ----

@@ -1,5 +1,5 @@
-// Matmul, linear and gelu_linear, each forward beside its backward. The kernels they call (tensor/ops_matmul.cpp and, under it,
-// the blocked GEMM in tensor/gemm.cpp) compute values only; the gradients are products too:
+// Matmul, linear and gelu_linear, each forward beside its backward. The kernels they call (tensor/ops_matmul.cpp
+// and, under it, the blocked GEMM in tensor/gemm.cpp) compute values only; the gradients are products too:
 //   C = A @ B           dA = dC @ B^T          dB = A^T @ dC           (summed over broadcast batch dims)
 //   y = x @ W^T + b     dx = dy @ W            dW = dy^T @ x           db = dy summed over rows
 // and gelu_linear, linear on gelu(h), which keeps h and makes gelu(h) again in backward.
