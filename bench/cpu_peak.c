@@ -4,7 +4,8 @@
  *   cc -O2 -march=native -fopenmp bench/cpu_peak.c -o cpu_peak && ./cpu_peak      (bench/run.sh does this)
  *
  * Each thread runs chains of vector fused multiply-adds with enough independent accumulators to hide the FMA
- * latency (12 vectors of 8 floats with AVX2 + FMA, of 16 with AVX-512; a scalar fallback otherwise). Prints GFLOP/s
+ * latency (12 vectors of 8 floats with AVX2 + FMA, of 16 with AVX-512; 24 vectors of 4 floats with ARM NEON, as
+ * 12 pairs; a scalar fallback otherwise). Prints GFLOP/s
  * for 1 thread and for all cores (OMP_NUM_THREADS), the best of 5 samples of about 0.2 s each: an upper bound that
  * no matmul reaches. Where the CPU has AVX-512 (tensor/gemm.cpp then uses it) both widths are measured and the
  * wider one is the ceiling: some CPUs run 512-bit FMAs at twice the 256-bit rate, others (AMD Zen 4) at the same.
@@ -16,6 +17,8 @@
 #endif
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
 #endif
 
 static double now_s(void) {
@@ -41,6 +44,22 @@ static float fma_chains(long iters) {
     _mm256_storeu_ps(out, acc[k]);
     for (int j = 0; j < 8; ++j) s += out[j];
   }
+  return s;
+#elif defined(__aarch64__)
+  /* kAcc pairs of 4-float vectors: 8 floats an accumulator as above, 24 independent chains (ARM cores have 2-4
+   * FMA pipes of latency 4, and 32 vector registers). */
+  float32x4_t lo[kAcc], hi[kAcc];
+  const float32x4_t a = vdupq_n_f32(0.999999f), b = vdupq_n_f32(1e-7f);
+  for (int k = 0; k < kAcc; ++k) lo[k] = hi[k] = vdupq_n_f32((float)k);
+  for (long i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int k = 0; k < kAcc; ++k) {
+      lo[k] = vfmaq_f32(b, lo[k], a); /* b + lo * a */
+      hi[k] = vfmaq_f32(b, hi[k], a);
+    }
+  }
+  float s = 0;
+  for (int k = 0; k < kAcc; ++k) s += vaddvq_f32(lo[k]) + vaddvq_f32(hi[k]);
   return s;
 #else
   float acc[kAcc * 8];
@@ -119,6 +138,8 @@ int main(void) {
   report("AVX2 FMA, 8 lanes", fma_chains, 8, cores, &sink);
 #elif defined(__AVX2__) && defined(__FMA__)
   report("AVX2 FMA, 8 lanes", fma_chains, 8, cores, &sink);
+#elif defined(__aarch64__)
+  report("NEON FMA, 4 lanes", fma_chains, 8, cores, &sink);
 #else
   report("scalar code (compile with -march=native for the vector peak)", fma_chains, 8, cores, &sink);
 #endif
