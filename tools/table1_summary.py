@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarises tools/table1_sweep.sh: token accuracy per variant and task, averaged over the finished cells of the
 sweep (d_model x heads x length, each the mean of its seeds), beside the paper's Table 1 averages; then one table per
-length, and the cells still missing.
+length, one table per task with a row per cell, and the cells still missing.
 
     tools/table1_summary.py [OUT]      (default runs/table1)
 """
@@ -68,6 +68,29 @@ def table(found, keep, title):
     return "\n".join(lines)
 
 
+def by_cell(found, task):
+    """Markdown: one row per finished cell of `task` (length, d_model, heads), the six variants' accuracy, each the
+    mean ± standard deviation over the seeds (results.json's metric_mean and metric_std)."""
+    lines = [f"{task.upper()}:", "", "| length | d_model | heads | " + " | ".join(PAPER) + " |",
+             "|---|---|---|" + "---|" * len(PAPER)]
+    for T in LENGTHS:
+        for d in DIMS:
+            for h in HEADS:
+                res = found.get((T, d, h, task))
+                if res is None:
+                    continue
+                by_var = {v["variant"]: v for v in res["variants"]}
+                row = []
+                for var in PAPER:
+                    v = by_var.get(var)
+                    if v is None:
+                        row.append("-")
+                        continue
+                    row.append(f"{v['metric_mean']:.3f} ± {v['metric_std']:.3f}")
+                lines.append(f"| {T} | {d} | {h} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "runs/table1"
     if not os.path.isdir(out):
@@ -84,6 +107,12 @@ def main():
             print(table(found, lambda T2, d, h, T=T: T2 == T, f"Length {T}:"))
         else:
             print(f"Length {T}: no finished cells")
+    print()
+    print("By cell (mean ± standard deviation over the seeds):")
+    for task in TASKS:
+        if any(k[3] == task for k in found):
+            print()
+            print(by_cell(found, task))
     missing = [f"T{T}_d{d}_h{h}/{task}" for T in LENGTHS for d in DIMS for h in HEADS for task in TASKS
                if (T, d, h, task) not in found]
     print()
