@@ -162,23 +162,30 @@ Array relu(const Array& a) {
 }
 // GELU(x) = x Phi(x). Float takes fastmath::normal_cdf (one polynomial and one exp for Phi and the density
 // together, vectorised); float64 the erf form through libm, for gradcheck and the golden tests.
+// The float value and slope from one normal_cdf, shared by gelu, gelu_backward and gelu_and_backward_ so that the
+// three give the same bits by construction.
+namespace {
+[[gnu::always_inline]] inline float gelu_value(float x, const fastmath::NormalCdf& c) { return x * c.cdf; }
+// d/dx [x Phi(x)] = Phi(x) + x phi(x), phi(x) = e^(-x^2/2) / sqrt(2 pi)
+[[gnu::always_inline]] inline float gelu_slope(float x, const fastmath::NormalCdf& c) {
+  return c.cdf + x * (float(kInvSqrt2Pi) * c.gauss);
+}
+}  // namespace
 Array gelu(const Array& a) {
   return unary_op(a, "gelu", [](auto x) {
     using T = decltype(x);
     if constexpr (std::is_same_v<T, float>) {
-      return x * fastmath::normal_cdf(x).cdf;
+      return gelu_value(x, fastmath::normal_cdf(x));
     } else {
       return static_cast<T>(x * T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2))));
     }
   });
 }
 Array gelu_backward(const Array& x, const Array& grad) {
-  // d/dx [x Phi(x)] = Phi(x) + x phi(x), phi(x) = e^(-x^2/2) / sqrt(2 pi)
   return binary_op(x, grad, "gelu_backward", [](auto v, auto g) {
     using T = decltype(v);
     if constexpr (std::is_same_v<T, float>) {
-      const fastmath::NormalCdf n = fastmath::normal_cdf(v);
-      return g * (n.cdf + v * (float(kInvSqrt2Pi) * n.gauss));
+      return g * gelu_slope(v, fastmath::normal_cdf(v));
     } else {
       const T cdf = T(0.5) * (T(1) + std::erf(v * T(kInvSqrt2)));
       const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * v * v);
@@ -187,14 +194,14 @@ Array gelu_backward(const Array& x, const Array& grad) {
   });
 }
 namespace {
-// gelu_and_backward_ over one run: the expressions of gelu and gelu_backward above with one normal_cdf for both;
+// gelu_and_backward_ over one run: gelu_value and gelu_slope from one normal_cdf;
 // d holds the incoming gradient and receives the outgoing one.
 [[gnu::flatten]] inline void gelu_and_backward_run(float* __restrict v, float* d, const float* x, int64_t n,
                                                    const std::array<int64_t, 3>& in) {
   auto at = [](float xv, float& vo, float& dio) {
     const fastmath::NormalCdf c = fastmath::normal_cdf(xv);
-    vo = xv * c.cdf;
-    dio = dio * (c.cdf + xv * (float(kInvSqrt2Pi) * c.gauss));
+    vo = gelu_value(xv, c);
+    dio = dio * gelu_slope(xv, c);
   };
   if (in[0] == 1 && in[1] == 1 && in[2] == 1) {
     for (int64_t i = 0; i < n; ++i) at(x[i], v[i], d[i]);
