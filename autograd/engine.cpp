@@ -177,6 +177,7 @@ void Tensor::backward(const Array& grad_in, bool retain_graph) const {
     std::vector<Array> in_grads;
     {
       ProfileScope prof(n->name(), ProfilePhase::Backward);  // QKVLAB_PROFILE=1: time per node name
+      n->last_run = !pass.retain_graph;
       in_grads = n->backward(g);                     // 2. run a node
     }
     if (trace) trace_node(*n, g, in_grads);

@@ -33,6 +33,8 @@ struct Node {
   DType dtype = DType::F32;
   std::weak_ptr<TensorImpl> output;         // for hooks and retain_grad; weak, so no cycle
   bool released = false;                    // saved Arrays are gone: a second backward is an error
+  bool last_run = false;                    // set while backward runs without retain_graph: the saved Arrays
+                                            // are released right after, so backward may consume them
   uint64_t sequence = 0;                    // creation order
   SourceLocation created_at;                // where the op was called (for anomaly messages)
   std::string backtrace;                    // in anomaly mode: the call stack at creation

@@ -85,7 +85,14 @@ struct GeluLinearBackward : Node {
     Array act, gh, gw, gb;
     if (needs_grad(0)) {
       gh = matmul(g2, w).reshape(hs);   // d gelu(h), made into dh in place
-      act = gelu_and_backward_(h, gh);
+      if (last_run && h.storage().use_count() == 1) {
+        // h is this node's alone and is released after this call: gelu(h) overwrites it rather than taking a
+        // buffer of its own, which would add h's size to backward's peak (8 MB a block for `small`)
+        gelu_and_backward_inplace_(h, gh);
+        act = h;
+      } else {
+        act = gelu_and_backward_(h, gh);
+      }
     } else if (needs_grad(1)) {
       act = gelu(h);
     }

@@ -26,6 +26,10 @@ Array gelu_backward(const Array& x, const Array& grad);  // grad * d gelu(x) / d
 // gelu_linear needs both), bit for bit the two calls above: returns gelu(x) and sets grad to the gradient, in
 // place when grad is a contiguous float array of x's shape (then nothing else may still read it).
 Array gelu_and_backward_(const Array& x, Array& grad);
+// The same with gelu(x) written over x instead of into a new array, for a backward that holds the only reference to
+// x and needs it no more (GeluLinearBackward): in place when x too is contiguous float, else x is rebound to a new
+// array. Nothing else may read x's buffer afterwards.
+void gelu_and_backward_inplace_(Array& x, Array& grad);
 Array abs(const Array& a);
 Array sign(const Array& a);                              // -1, 0, 1 (NaN stays NaN)
 Array pow(const Array& a, double exponent);

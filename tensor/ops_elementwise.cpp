@@ -195,9 +195,11 @@ Array gelu_backward(const Array& x, const Array& grad) {
 }
 namespace {
 // gelu_and_backward_ over one run: gelu_value and gelu_slope from one normal_cdf;
-// d holds the incoming gradient and receives the outgoing one.
+// d holds the incoming gradient and receives the outgoing one. InPlace: v is also the input (x is not read).
+template <bool InPlace>
 [[gnu::flatten]] inline void gelu_and_backward_run(float* __restrict v, float* d, const float* x, int64_t n,
                                                    const std::array<int64_t, 3>& in) {
+  if constexpr (InPlace) x = v;
   auto at = [](float xv, float& vo, float& dio) {
     const fastmath::NormalCdf c = fastmath::normal_cdf(xv);
     vo = gelu_value(xv, c);
@@ -209,24 +211,38 @@ namespace {
     for (int64_t i = 0; i < n; ++i) at(x[i * in[2]], v[i * in[0]], d[i * in[1]]);
   }
 }
-}  // namespace
-Array gelu_and_backward_(const Array& x, Array& grad) {
-  const char* op = "gelu_and_backward_";
-  check_same_dtype(x, grad, op);
-  // float64 (gradcheck), broadcast or strided gradients: the two kernels one after the other.
-  if (x.dtype() != DType::F32 || x.shape() != grad.shape() || !grad.is_contiguous()) {
-    grad = gelu_backward(x, grad);
-    return gelu(x);
+// Both entry points: the fused pass when grad (and, in place, x) is a contiguous float array of x's shape, with
+// gelu(x) written into `value` (a new array, or x itself); false for the rest (float64 for gradcheck, broadcast or
+// strided arrays), which take the two kernels one after the other.
+template <bool InPlace>
+bool gelu_and_backward_fused(const Array& x, Array& grad, Array& value) {
+  check_same_dtype(x, grad, InPlace ? "gelu_and_backward_inplace_" : "gelu_and_backward_");
+  if (x.dtype() != DType::F32 || x.shape() != grad.shape() || !grad.is_contiguous()) return false;
+  if constexpr (InPlace) {
+    if (!x.is_contiguous()) return false;
+  } else {
+    value = Array::empty(x.shape(), x.dtype());
   }
-  Array value = Array::empty(x.shape(), x.dtype());
   float* v = value.data<float>();
   float* d = grad.data<float>();
   const float* xp = x.data<float>();
   parallel_strided_loop<3>(x.shape(), {&value.strides(), &grad.strides(), &x.strides()},
                            [&](const std::array<int64_t, 3>& off, int64_t n, const std::array<int64_t, 3>& in) {
-                             gelu_and_backward_run(v + off[0], d + off[1], xp + off[2], n, in);
+                             gelu_and_backward_run<InPlace>(v + off[0], d + off[1], xp + off[2], n, in);
                            });
-  return value;
+  return true;
+}
+}  // namespace
+Array gelu_and_backward_(const Array& x, Array& grad) {
+  Array value;
+  if (gelu_and_backward_fused<false>(x, grad, value)) return value;
+  grad = gelu_backward(x, grad);
+  return gelu(x);
+}
+void gelu_and_backward_inplace_(Array& x, Array& grad) {
+  if (gelu_and_backward_fused<true>(x, grad, x)) return;
+  grad = gelu_backward(x, grad);
+  x = gelu(x);
 }
 Array abs(const Array& a) {
   return unary_op(a, "abs", [](auto x) { return std::abs(x); });

@@ -78,6 +78,59 @@ TEST_CASE("gelu_and_backward_: gelu and gelu_backward in one pass, bit for bit",
                     Catch::Contains("gelu_and_backward_: expected operands of the same dtype"));
 }
 
+TEST_CASE("gelu_and_backward_inplace_: the same bits, gelu(x) written over x", "[ops][gelu]") {
+  Generator gen(11);
+  Array x = Array::normal({10, 100}, gen) * 4.0;
+  Array g = Array::normal({10, 100}, gen);
+  Array xi = x * 1.0, d = g * 1.0;  // fresh copies to overwrite
+  const void* storage = xi.data<float>();
+  gelu_and_backward_inplace_(xi, d);
+  CHECK(same_bits(xi, gelu(x)));
+  CHECK(same_bits(d, gelu_backward(x, g)));
+  CHECK(static_cast<const void*>(xi.data<float>()) == storage);
+  // float64 falls back to the two kernels: x is rebound to gelu(x).
+  Array x64 = x.to(DType::F64), d64 = g.to(DType::F64);
+  gelu_and_backward_inplace_(x64, d64);
+  CHECK(same_bits(x64, gelu(x.to(DType::F64))));
+  CHECK(same_bits(d64, gelu_backward(x.to(DType::F64), g.to(DType::F64))));
+}
+
+// When h is an intermediate (not a leaf the caller still holds), the node is its only owner: the last backward
+// writes gelu(h) over h instead of a new buffer. Same bits as with retain_graph (which keeps h intact), and the
+// backward's peak lower by about h's bytes.
+TEST_CASE("gelu_linear: the last backward reuses h's buffer, with the same gradients", "[autograd][gelu]") {
+  Generator gen(5);
+  // h (512, 256) is 512 KB; every other tensor backward makes is 16 KB or less.
+  const Array x0 = Array::normal({512, 8}, gen), w10 = Array::normal({256, 8}, gen) * 0.3;
+  const Array w20 = Array::normal({4, 256}, gen) * 0.1, r = Array::normal({512, 4}, gen);
+  const int64_t h_bytes = 512 * 256 * int64_t(sizeof(float));
+  struct Out {
+    Array gx, gw1, gw2;
+    int64_t peak = 0;
+  };
+  auto step = [&](bool retain, bool twice) {
+    Tensor x(x0, true), w1(w10, true), w2(w20, true);
+    Tensor loss = sum(gelu_linear(linear(x, w1, Tensor()), w2, Tensor()) * Tensor(r));  // h = x w1^T is an intermediate
+    const int64_t base = Storage::live_bytes();
+    Storage::reset_peak();
+    loss.backward(Array(), retain);
+    Out o{x.grad(), w1.grad(), w2.grad(), Storage::peak_bytes() - base};
+    if (twice) {  // the graph kept by retain_graph gives the same gradients again, so h was not overwritten
+      x.zero_grad(); w1.zero_grad(); w2.zero_grad();
+      loss.backward();
+      CHECK(same_bits(x.grad(), o.gx));
+      CHECK(same_bits(w1.grad(), o.gw1));
+      CHECK(same_bits(w2.grad(), o.gw2));
+    }
+    return o;
+  };
+  const Out last = step(false, false), kept = step(true, true);
+  CHECK(same_bits(last.gx, kept.gx));
+  CHECK(same_bits(last.gw1, kept.gw1));
+  CHECK(same_bits(last.gw2, kept.gw2));
+  CHECK(kept.peak - last.peak >= h_bytes * 9 / 10);
+}
+
 TEST_CASE("gelu_linear: the values and gradients of linear(gelu(h), w, b), bit for bit", "[autograd][gelu]") {
   Generator gen(3);
   auto fused = [](const Tensor& h, const Tensor& w, const Tensor& b) { return gelu_linear(h, w, b); };
