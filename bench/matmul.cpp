@@ -131,8 +131,9 @@ MatmulResult measure_matmul(const MatmulOptions& o) {
     for (int t : o.threads) {
       if (!o.openblas.empty() && !ref_names.empty()) {
         // sgemm_openblas prints: shape impl M K N batch op best_GF/s med_GF/s reps max_relerr
+        // OPENBLAS_CORETYPE passes through: bench/run.sh sets it when OpenBLAS takes the CPU for an older core.
         const std::string out = run_child(
-            "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=" + std::to_string(t) +
+            "env -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=" + std::to_string(t) +
                 " OMP_NUM_THREADS=1 " + shell_quote(o.openblas) + " --impl openblas --samples " +
                 std::to_string(o.samples) + " --min-ms " + fixed(o.min_ms, 0) + " --shapes " + ref_names,
             "the OpenBLAS yardstick (" + o.openblas + ")");

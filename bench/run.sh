@@ -50,6 +50,38 @@ OPENBLAS=()
 if ${CC:-gcc} -O2 bench/sgemm_openblas.c -o "$OUT/sgemm_openblas" -lopenblas -lm 2>/dev/null; then
   OPENBLAS=(--openblas "$OUT/sgemm_openblas")
 fi
+# OpenBLAS picks its kernels from the CPU it recognises. On a CPU newer than the library it falls back to an old
+# generic core: OpenBLAS 0.3.21 took a 2026 Intel Xeon with AVX-512 for a Prescott (SSE3), and ran sgemm, and
+# PyTorch's products with it (Debian's torch calls the same OpenBLAS), 3-5x below what the CPU can do, which made
+# both yardsticks, and every ratio to them, wrong. So unless OPENBLAS_CORETYPE is set already, a core older than
+# Haswell on a CPU with AVX2 and FMA gets the newest kernels OpenBLAS has for its instruction set (SkylakeX with
+# AVX-512, else Haswell), for both yardsticks; the facts table says which kernels ran and why.
+BLAS_CORE="not measured (OpenBLAS not found)"
+if [ ${#OPENBLAS[@]} -gt 0 ]; then
+  detected=$(env -u OPENBLAS_CORETYPE "$OUT/sgemm_openblas" --corename 2>/dev/null || echo unknown)
+  cpu_has() {  # cpu_has FLAG...: every flag is in /proc/cpuinfo
+    local f
+    for f in "$@"; do grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | grep -qw "$f" || return 1; done
+  }
+  if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
+    BLAS_CORE="$OPENBLAS_CORETYPE, set by the caller (OPENBLAS_CORETYPE; the library detects $detected)"
+  else
+    case "$detected" in
+      Haswell|Zen|SkylakeX|Cooperlake|SapphireRapids) BLAS_CORE="$detected, as the library detects it" ;;
+      *)
+        want=""
+        if cpu_has avx512f avx512bw avx512dq avx512vl; then want=SkylakeX
+        elif cpu_has avx2 fma; then want=Haswell
+        fi
+        if [ -n "$want" ]; then
+          export OPENBLAS_CORETYPE=$want
+          BLAS_CORE="$want, set here (OPENBLAS_CORETYPE) for OpenBLAS and PyTorch: the library detects $detected, an older core than this CPU's"
+        else
+          BLAS_CORE="$detected, as the library detects it"
+        fi ;;
+    esac
+  fi
+fi
 PEAK=""
 if ${CC:-gcc} -O2 -march=native -fopenmp bench/cpu_peak.c -o "$OUT/cpu_peak" 2>/dev/null; then
   PEAK=$("$OUT/cpu_peak" || true)
@@ -111,6 +143,7 @@ machine_facts() {
   echo "| load average at the start | $(cut -d' ' -f1-3 /proc/loadavg) |"
   echo "| compiler | $(${CXX:-g++} --version | head -1) |"
   echo "| yardsticks | PyTorch $torch; OpenBLAS $blas |"
+  echo "| OpenBLAS kernels (both yardsticks) | $BLAS_CORE |"
 }
 
 {

@@ -9,7 +9,8 @@
  *
  * Options: --shapes LIST (default: all), --samples N (default 9), --min-ms M (default 5: each sample repeats the
  * product until it has run M ms), --impl openblas (the only one; accepted for the caller's sake).
- * Threads: OPENBLAS_NUM_THREADS.
+ * Threads: OPENBLAS_NUM_THREADS. Kernels: OpenBLAS picks them from the CPU it detects, or OPENBLAS_CORETYPE;
+ * --corename prints the core it uses and exits (bench/run.sh checks that it is not a generic fallback).
  * Output, one line per shape (11 fields, a header line starting with '#' first):
  *   shape impl M K N batch op best_GFLOP/s median_GFLOP/s reps max_rel_err
  * op: two letters, N or T for A and for B (T: stored transposed). max_rel_err: the largest error of 64 sampled
@@ -89,7 +90,7 @@ static double max_rel_err(const struct shape* s, const float* A, const float* B,
 }
 
 static int usage(const char* why) {
-  fprintf(stderr, "sgemm_openblas: %s (options: --shapes LIST, --samples N, --min-ms M, --impl openblas)\n", why);
+  fprintf(stderr, "sgemm_openblas: %s (options: --shapes LIST, --samples N, --min-ms M, --impl openblas; or --corename)\n", why);
   return 2;
 }
 
@@ -97,6 +98,10 @@ int main(int argc, char** argv) {
   const char* list = "all";
   int samples = 9;
   double min_ms = 5;
+  if (argc == 2 && !strcmp(argv[1], "--corename")) {
+    printf("%s\n", openblas_get_corename());
+    return 0;
+  }
   for (int i = 1; i < argc; ++i) {
     if (i + 1 >= argc) return usage("an option without its value");
     if (!strcmp(argv[i], "--shapes")) list = argv[++i];
