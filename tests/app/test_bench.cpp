@@ -193,6 +193,29 @@ TEST_CASE("bench/sgemm_openblas.c: built with OpenBLAS, its rows fill bench matm
   }
 }
 
+// bench/run.sh asks the library which kernels it picks (--corename) to catch a CPU taken for an older core.
+TEST_CASE("bench/sgemm_openblas.c --corename: the core OpenBLAS uses, and OPENBLAS_CORETYPE changes it", "[app][bench]") {
+  qkvlab::testing::TempDir tmp("bench");
+  const std::string exe = tmp.file("sgemm_openblas");
+  const std::string cc = "cc -O2 '" + repo_root() + "/bench/sgemm_openblas.c' -o '" + exe + "' -lopenblas -lm 2>/dev/null";
+  if (std::system(cc.c_str()) != 0) {
+    WARN("skipped: bench/sgemm_openblas.c does not build here (libopenblas-dev: bash tools/deps.sh --bench)");
+    return;
+  }
+  auto core = [&](const std::string& env) {
+    const std::string out = tmp.file("core.txt");
+    REQUIRE(std::system((env + " '" + exe + "' --corename > '" + out + "'").c_str()) == 0);
+    std::string line = slurp(out);
+    while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+    return line;
+  };
+  CHECK_FALSE(core("env -u OPENBLAS_CORETYPE").empty());
+#if defined(__x86_64__)  // x86 core names; Debian builds OpenBLAS with every x86 core in it (DYNAMIC_ARCH)
+  CHECK(core("env OPENBLAS_CORETYPE=Haswell") == "Haswell");
+  CHECK(core("env OPENBLAS_CORETYPE=Prescott") == "Prescott");
+#endif
+}
+
 TEST_CASE("bench/torch_gpt.py: the same GPT in PyTorch, its JSON fills bench train's PyTorch column", "[app][bench]") {
   if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
     WARN("skipped: /usr/bin/python3 cannot import torch (python3-torch: bash tools/deps.sh --bench)");
