@@ -66,8 +66,8 @@ if [ ${#OPENBLAS[@]} -gt 0 ]; then
   if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
     BLAS_CORE="$OPENBLAS_CORETYPE, set by the caller (OPENBLAS_CORETYPE; the library detects $detected)"
   else
-    case "$detected" in
-      Haswell|Zen|SkylakeX|Cooperlake|SapphireRapids) BLAS_CORE="$detected, as the library detects it" ;;
+    case "${detected,,}" in  # lower case: a build for one core names it in capitals
+      haswell|zen|skylakex|cooperlake|sapphirerapids) BLAS_CORE="$detected, as the library detects it" ;;
       *)
         want=""
         if cpu_has avx512f avx512bw avx512dq avx512vl; then want=SkylakeX
@@ -75,7 +75,8 @@ if [ ${#OPENBLAS[@]} -gt 0 ]; then
         fi
         if [ -n "$want" ]; then
           export OPENBLAS_CORETYPE=$want
-          BLAS_CORE="$want, set here (OPENBLAS_CORETYPE) for OpenBLAS and PyTorch: the library detects $detected, an older core than this CPU's"
+          used=$("$OUT/sgemm_openblas" --corename 2>/dev/null || echo unknown)  # a build without it ignores the request
+          BLAS_CORE="$used, set here (OPENBLAS_CORETYPE=$want) for OpenBLAS and PyTorch: the library detects $detected, an older core than this CPU's"
         else
           BLAS_CORE="$detected, as the library detects it"
         fi ;;

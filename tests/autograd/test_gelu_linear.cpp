@@ -100,7 +100,7 @@ TEST_CASE("gelu_and_backward_inplace_: the same bits, gelu(x) written over x", "
 // backward's peak lower by about h's bytes.
 TEST_CASE("gelu_linear: the last backward reuses h's buffer, with the same gradients", "[autograd][gelu]") {
   Generator gen(5);
-  // h (512, 256) is 512 KB; every other tensor backward makes is 16 KB or less.
+  // h (512, 256) is 512 KB, and so is its gradient; every other tensor backward makes is 16 KB or less.
   const Array x0 = Array::normal({512, 8}, gen), w10 = Array::normal({256, 8}, gen) * 0.3;
   const Array w20 = Array::normal({4, 256}, gen) * 0.1, r = Array::normal({512, 4}, gen);
   const int64_t h_bytes = 512 * 256 * int64_t(sizeof(float));
