@@ -174,14 +174,21 @@ static std::string repo_root() {
   return std::filesystem::path(qkvlab::executable_path()).parent_path().parent_path().parent_path().string();
 }
 
-TEST_CASE("bench/sgemm_openblas.c: built with OpenBLAS, its rows fill bench matmul's OpenBLAS column", "[app][bench]") {
-  qkvlab::testing::TempDir tmp("bench");
+// bench/sgemm_openblas.c built into tmp, as bench/run.sh builds it; "" (with a note) when OpenBLAS is missing.
+static std::string build_sgemm_openblas(qkvlab::testing::TempDir& tmp) {
   const std::string exe = tmp.file("sgemm_openblas");
   const std::string cc = "cc -O2 '" + repo_root() + "/bench/sgemm_openblas.c' -o '" + exe + "' -lopenblas -lm 2>/dev/null";
   if (std::system(cc.c_str()) != 0) {
     WARN("skipped: bench/sgemm_openblas.c does not build here (libopenblas-dev: bash tools/deps.sh --bench)");
-    return;
+    return "";
   }
+  return exe;
+}
+
+TEST_CASE("bench/sgemm_openblas.c: built with OpenBLAS, its rows fill bench matmul's OpenBLAS column", "[app][bench]") {
+  qkvlab::testing::TempDir tmp("bench");
+  const std::string exe = build_sgemm_openblas(tmp);
+  if (exe.empty()) return;
   const json j = parse(run_qkvlab("bench matmul --shapes sq256,s_attn_qk --quick --threads 1 --json --openblas '" + exe +
                                       "'",
                                   tmp));
@@ -196,12 +203,8 @@ TEST_CASE("bench/sgemm_openblas.c: built with OpenBLAS, its rows fill bench matm
 // bench/run.sh asks the library which kernels it picks (--corename) to catch a CPU taken for an older core.
 TEST_CASE("bench/sgemm_openblas.c --corename: the core OpenBLAS uses, and OPENBLAS_CORETYPE changes it", "[app][bench]") {
   qkvlab::testing::TempDir tmp("bench");
-  const std::string exe = tmp.file("sgemm_openblas");
-  const std::string cc = "cc -O2 '" + repo_root() + "/bench/sgemm_openblas.c' -o '" + exe + "' -lopenblas -lm 2>/dev/null";
-  if (std::system(cc.c_str()) != 0) {
-    WARN("skipped: bench/sgemm_openblas.c does not build here (libopenblas-dev: bash tools/deps.sh --bench)");
-    return;
-  }
+  const std::string exe = build_sgemm_openblas(tmp);
+  if (exe.empty()) return;
   auto core = [&](const std::string& env) {
     const std::string out = tmp.file("core.txt");
     REQUIRE(std::system((env + " '" + exe + "' --corename > '" + out + "'").c_str()) == 0);
