@@ -52,7 +52,7 @@ if ${CC:-gcc} -O2 bench/sgemm_openblas.c -o "$OUT/sgemm_openblas" -lopenblas -lm
 fi
 # OpenBLAS picks its kernels from the CPU it recognises. On a CPU newer than the library it falls back to an old
 # generic core: OpenBLAS 0.3.21 took a 2026 Intel Xeon with AVX-512 for a Prescott (SSE3), and ran sgemm, and
-# PyTorch's products with it (Debian's torch calls the same OpenBLAS), 3-5x below what the CPU can do, which made
+# PyTorch's products with it (Debian's torch calls the same OpenBLAS), 2-5x below what the CPU can do, which made
 # both yardsticks, and every ratio to them, wrong. So unless OPENBLAS_CORETYPE is set already, a core older than
 # Haswell on a CPU with AVX2 and FMA gets the newest kernels OpenBLAS has for its instruction set (SkylakeX with
 # AVX-512, else Haswell), for both yardsticks; the facts table says which kernels ran and why.
