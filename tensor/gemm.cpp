@@ -359,9 +359,11 @@ inline void transpose16x16(__m512 r[16]) {
 // loaded from src[l*ld + k0 ...], transposed, and out(k, vector) is called for each of the kb k's.
 // When `ahead` is not null, the same 16 values of the next group of lines are prefetched (one group ahead), so
 // that packing a block that comes from L3 or memory keeps many cache misses in flight.
+// Lines is the count known when compiling; `lines` (<= Lines) may cut it at run time: the lines from there on are
+// zeros.
 template <int Lines, class Out>
 inline __attribute__((always_inline)) void load_transpose(const float* src, int64_t ld, int kb, const float* ahead,
-                                                          Out&& out) {
+                                                          Out&& out, int lines = Lines) {
   __m512 r[16];
   const __mmask16 km = __mmask16((1u << kb) - 1u);
   if (ahead)
@@ -369,8 +371,9 @@ inline __attribute__((always_inline)) void load_transpose(const float* src, int6
     for (int l = 0; l < Lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(ahead + l * ld), _MM_HINT_T0);
 #pragma GCC unroll 16
   for (int l = 0; l < 16; ++l)
-    r[l] = l >= Lines ? _mm512_setzero_ps()
-                      : kb == 16 ? _mm512_loadu_ps(src + l * ld) : _mm512_maskz_loadu_ps(km, src + l * ld);
+    r[l] = l >= Lines || l >= lines
+               ? _mm512_setzero_ps()
+               : kb == 16 ? _mm512_loadu_ps(src + l * ld) : _mm512_maskz_loadu_ps(km, src + l * ld);
   transpose16x16(r);
   for (int k = 0; k < kb; ++k) out(k, r[k]);
 }
@@ -387,14 +390,16 @@ inline void pack_A_rows_avx512(int64_t kc, const float* src, int64_t rsa, float*
   }
 }
 
-// B^T view (rsb == 1), one full NR-column sliver of floats: NR columns -> kc x NR.
-inline void pack_B_cols_avx512(int64_t kc, const float* src, int64_t csb, float* dst) {
+// B^T view (rsb == 1), one NR-column sliver of floats: n <= NR columns -> kc x NR. Only the ceil(n/16) vectors the
+// kernel reads are written, the columns past n within them as zeros (e.g. Q K^T per head, n = the sequence length).
+inline void pack_B_cols_avx512(int64_t kc, int n, const float* src, int64_t csb, float* dst) {
   constexpr int NR = kNVf * 16;
   for (int64_t k0 = 0; k0 < kc; k0 += 16) {
     const int kb = int(std::min<int64_t>(16, kc - k0));
-    for (int h = 0; h < kNVf; ++h)
-      load_transpose<16>(src + k0 + 16 * h * csb, csb, kb, nullptr,
-                         [&](int k, __m512 v) { _mm512_store_ps(dst + (k0 + k) * NR + 16 * h, v); });
+    for (int h = 0; h * 16 < n; ++h)
+      load_transpose<16>(
+          src + k0 + 16 * h * csb, csb, kb, nullptr,
+          [&](int k, __m512 v) { _mm512_store_ps(dst + (k0 + k) * NR + 16 * h, v); }, n - 16 * h);
   }
 }
 #endif
@@ -449,20 +454,28 @@ void pack_A(int64_t mc, int64_t kc, const ASource<T>& a, T* __restrict dst) {
 // (k-major), zero padded; j0 is a multiple of NR, so slivers can be packed by different threads.
 template <class T>
 void pack_B(int64_t kc, int64_t j0, int64_t j1, const T* B, int64_t rsb, int64_t csb, T* __restrict dst) {
-  constexpr int NR = Cfg<T>::NR;
+  constexpr int NR = Cfg<T>::NR, W = Cfg<T>::S::W;
   dst += j0 * kc;
   for (int64_t jj = j0; jj < j1; jj += NR, dst += NR * kc) {
     const int n = int(std::min<int64_t>(NR, j1 - jj));
     const T* src = B + jj * csb;
-    if (n == NR && csb == 1) {  // row-major B: each k row of the sliver is NR contiguous values
-      for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * NR, src + k * rsb, sizeof(T) * NR);
+    if (csb == 1) {  // row-major B: each k row of the sliver is n contiguous values
+      // The kernel reads whole vectors: the columns past n up to the next multiple of W are zeroed, the rest of
+      // the sliver is never read.
+      const int nw = std::min(NR, (n + W - 1) / W * W);
+      if (n == NR) {
+        for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * NR, src + k * rsb, sizeof(T) * NR);
+      } else {
+        for (int64_t k = 0; k < kc; ++k) {
+          for (int j = 0; j < n; ++j) dst[k * NR + j] = src[k * rsb + j];
+          for (int j = n; j < nw; ++j) dst[k * NR + j] = T(0);
+        }
+      }
     } else if (rsb == 1) {  // B is a transposed view (e.g. x @ W^T): column j is contiguous in k
 #if defined(__AVX512F__)
       if constexpr (std::is_same_v<T, float>) {
-        if (n == NR) {
-          pack_B_cols_avx512(kc, src, csb, dst);
-          continue;
-        }
+        pack_B_cols_avx512(kc, n, src, csb, dst);
+        continue;
       }
 #endif
       if (n < NR)

@@ -139,7 +139,8 @@ struct Dims {
 // Sizes 1, primes around the register tile, and ones crossing the cache blocks (K > KC, M > MC, N > NR multiples).
 const Dims kSmallShapes[] = {{1, 1, 1},   {1, 13, 7},   {7, 1, 13},   {13, 7, 1},  {7, 13, 31},  {31, 7, 13},
                              {13, 31, 7}, {127, 31, 13}, {31, 127, 7}, {14, 32, 5}, {15, 33, 17}, {29, 65, 3},
-                             {2, 3, 300}, {45, 47, 19}, {8, 12, 9}, {17, 25, 257}, {24, 36, 5}};
+                             {2, 3, 300}, {45, 47, 19}, {8, 12, 9}, {17, 25, 257}, {24, 36, 5},
+                             {16, 16, 32}, {16, 32, 16}};  // the last two: attention per head (T 16, D 32)
 
 }  // namespace
 
