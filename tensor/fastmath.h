@@ -22,9 +22,8 @@ inline double exp(double x) { return std::exp(x); }
 
 // e^x = 2^n * e^r with n = round(x / ln 2) and |r| <= ln(2)/2; e^r by its Taylor series to r^7 (the next term
 // is below 6e-9, under half an ulp); 2^n is built from its bits, in two halves so that results below FLT_MIN
-// (subnormals, x < -87.3) come out right too.
-[[gnu::always_inline]] inline float exp(float x) {
-  const float xc = x != x ? 0.0f : std::min(std::max(x, -104.0f), 89.0f);  // e^-104 rounds to 0, e^89 to inf
+// (subnormals, x < -87.3) come out right too. xc must be a number in [-104, 89] (e^-104 rounds to 0, e^89 to inf).
+[[gnu::always_inline]] inline float exp_clamped(float xc) {
   // n = round(x / ln 2): adding and removing 1.5 * 2^23 rounds to a whole number (std::floor would not vectorise).
   const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   // r = x - n ln2 in two pieces: n * 0.693359375 is exact (few bits), the small rest carries the precision.
@@ -39,8 +38,15 @@ inline double exp(double x) { return std::exp(x); }
   p = p * r + 1.0f;
   const int32_t ni = static_cast<int32_t>(n), n1 = ni >> 1, n2 = ni - n1;  // each in [-75, 64]
   const float s1 = std::bit_cast<float>((n1 + 127) << 23), s2 = std::bit_cast<float>((n2 + 127) << 23);
-  return x != x ? x : p * s1 * s2;
+  return p * s1 * s2;
 }
+[[gnu::always_inline]] inline float exp(float x) {
+  return x != x ? x : exp_clamped(std::min(std::max(x, -104.0f), 89.0f));
+}
+// exp for x <= 0 (the density's e^(-x^2/2) in normal_cdf), without exp's NaN test and upper clamp, which cost
+// about a sixth of GELU's time; the same bits. A NaN argument still gives NaN (std::max(NaN, c) returns its first
+// argument, and NaN runs through the arithmetic).
+[[gnu::always_inline]] inline float exp_nonpositive(float x) { return exp_clamped(std::max(x, -104.0f)); }
 
 // Phi(x), the standard normal CDF, and e^(-x^2/2) beside it: the two halves of GELU and its derivative, in one
 // pass with one exp. With t = |x| / sqrt(2) and u = 1 / (1 + t/2), the tail Phi(-|x|) = erfc(t) / 2 =
@@ -71,7 +77,7 @@ struct NormalCdf {
   r = r * u + 0.2819144265024454f;
   r = r * u + 5.88725131905001e-06f;
   const float sq = a * a, sq_rest = std::fma(a, a, -sq);  // a^2 = sq + sq_rest exactly
-  const float g = exp(-0.5f * sq) * (1.0f - 0.5f * sq_rest);
+  const float g = exp_nonpositive(-0.5f * sq) * (1.0f - 0.5f * sq_rest);
   const float tail = 0.5f * g * r;  // Phi(-|x|)
   return {x < 0.0f ? tail : 1.0f - tail, g};
 }
