@@ -11,6 +11,7 @@
 // The backward kernels here (softmax_backward, scaled_causal_softmax_backward, ...) are called by the autograd
 // nodes in autograd/ops_nn.cpp (SoftmaxBackward, ScaledCausalSoftmaxBackward, ...), each beside its forward.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -276,20 +277,39 @@ namespace {
 // A row sum in double of term(0) ... term(n-1). Float rows take 8 partial sums, as detail::sum_run does: one
 // running sum is a chain of dependent additions that the compiler may not reorder (no -ffast-math), one add per 4
 // cycles; 8 independent chains vectorise. Float64 keeps one running sum, the order the golden tests were made with.
-template <class T, class Term>
-inline double row_sum(int64_t n, Term term) {
+// row_sums: Terms sums side by side in one pass over the row (each in the order row_sum would take), so that the
+// backward reads its row once for both of its sums.
+template <class T, class... Term>
+inline std::array<double, sizeof...(Term)> row_sums(int64_t n, Term... term) {
+  constexpr size_t K = sizeof...(Term);
   if constexpr (std::is_same_v<T, float>) {
-    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    double a[K][8] = {};
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
-      for (int j = 0; j < 8; ++j) a[j] += term(i + j);
-    for (; i < n; ++i) a[0] += term(i);
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+      for (int j = 0; j < 8; ++j) {
+        size_t k = 0;
+        ((a[k++][j] += term(i + j)), ...);
+      }
+    for (; i < n; ++i) {
+      size_t k = 0;
+      ((a[k++][0] += term(i)), ...);
+    }
+    std::array<double, K> out;
+    for (size_t k = 0; k < K; ++k)
+      out[k] = ((a[k][0] + a[k][1]) + (a[k][2] + a[k][3])) + ((a[k][4] + a[k][5]) + (a[k][6] + a[k][7]));
+    return out;
   } else {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; ++i) s += term(i);
-    return s;
+    std::array<double, K> out{};
+    for (int64_t i = 0; i < n; ++i) {
+      size_t k = 0;
+      ((out[k++] += term(i)), ...);
+    }
+    return out;
   }
+}
+template <class T, class Term>
+inline double row_sum(int64_t n, Term term) {
+  return row_sums<T>(n, term)[0];
 }
 
 // One row of layer norm: y = (x - mean) * rstd [* w] [+ b]; mean and rstd are stored for the backward.
@@ -329,13 +349,19 @@ void layer_norm_backward_row(const T* g, int64_t sg, const T* x, int64_t sx, con
   if constexpr (kUnit) sg = sx = sw = 1;
   auto xhat = [&](int64_t i) { return (x[i * sx] - mu) * r; };
   auto dxhat = [&](int64_t i) { return w ? g[i * sg] * w[i * sw] : g[i * sg]; };
-  const double s1 = row_sum<T>(c, [&](int64_t i) { return static_cast<double>(dxhat(i)); });
-  const double s2 =
-      row_sum<T>(c, [&](int64_t i) { return static_cast<double>(dxhat(i)) * static_cast<double>(xhat(i)); });
+  const auto [s1, s2] = row_sums<T>(
+      c, [&](int64_t i) { return static_cast<double>(dxhat(i)); },
+      [&](int64_t i) { return static_cast<double>(dxhat(i)) * static_cast<double>(xhat(i)); });
   const T m1 = static_cast<T>(s1 / double(c)), m2 = static_cast<T>(s2 / double(c));
-  for (int64_t i = 0; i < c; ++i) dx[i] = r * (dxhat(i) - m1 - xhat(i) * m2);
-  if (gxhat)
-    for (int64_t i = 0; i < c; ++i) gxhat[i] = g[i * sg] * xhat(i);
+  if (gxhat) {
+    for (int64_t i = 0; i < c; ++i) {
+      const T xh = xhat(i);
+      dx[i] = r * (dxhat(i) - m1 - xh * m2);
+      gxhat[i] = g[i * sg] * xh;
+    }
+  } else {
+    for (int64_t i = 0; i < c; ++i) dx[i] = r * (dxhat(i) - m1 - xhat(i) * m2);
+  }
 }
 
 }  // namespace
