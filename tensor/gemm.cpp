@@ -57,6 +57,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "tensor/error.h"
 #include "tensor/parallel.h"
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -240,7 +241,8 @@ static_assert(Cfg<float>::NC % Cfg<float>::NR == 0 && Cfg<float>::MC % Cfg<float
 static_assert(Cfg<double>::NC % Cfg<double>::NR == 0 && Cfg<double>::MC % Cfg<double>::MR == 0);
 
 // ------------------------------------------------------------------------------------------------------------
-// Micro-kernel: C[0:MRe, 0:n] (+)= (A sliver, MRe rows used) @ (packed B sliver, NVe vectors used).
+// Micro-kernel: C[0:MRe, 0:n] (+)= (A sliver, MRe rows used) @ (packed B sliver, NVe vectors used), or
+// C = bias[0:n] + ... when `bias` is given (the first pass over K of a product with a bias, never with add).
 // MRe <= MR and NVe <= NV are compile-time so the accumulators live in registers; the table below holds one
 // instance per (MRe, NVe) for the edges. n (valid columns, <= NVe*W) is only used when writing C.
 // A sliver: packed (AMode kPacked: element (i,k) at a[k*MR + i]) or read in place, which saves packing A when
@@ -250,11 +252,12 @@ static_assert(Cfg<double>::NC % Cfg<double>::NR == 0 && Cfg<double>::MC % Cfg<do
 enum AMode : int { kPacked = 0, kRows = 1, kCols = 2 };
 
 template <class T>
-using KernelFn = void (*)(int64_t kc, const T* a, int64_t lda, const T* b, T* c, int64_t ldc, int n, bool add);
+using KernelFn = void (*)(int64_t kc, const T* a, int64_t lda, const T* b, T* c, int64_t ldc, int n, bool add,
+                         const T* bias);
 
 template <class T, int Mode, int MRe, int NVe>
 void micro_kernel(int64_t kc, const T* __restrict a, int64_t lda, const T* __restrict b, T* __restrict c,
-                  int64_t ldc, int n, bool add) {
+                  int64_t ldc, int n, bool add, const T* __restrict bias) {
   using S = typename Cfg<T>::S;
   using V = typename S::V;
   constexpr int MR = Cfg<T>::MR, NR = Cfg<T>::NR, W = S::W;
@@ -294,7 +297,10 @@ void micro_kernel(int64_t kc, const T* __restrict a, int64_t lda, const T* __res
     for (int i = 0; i < MRe; ++i) {
       T* ci = c + i * ldc;
 #pragma GCC unroll 4
-      for (int v = 0; v < NVe; ++v) S::storeu(ci + v * W, add ? S::add(S::loadu(ci + v * W), acc[i][v]) : acc[i][v]);
+      for (int v = 0; v < NVe; ++v)
+        S::storeu(ci + v * W, add    ? S::add(S::loadu(ci + v * W), acc[i][v])
+                              : bias ? S::add(S::loadu(bias + v * W), acc[i][v])
+                                     : acc[i][v]);
     }
   } else {  // right edge: masked
 #pragma GCC unroll 16
@@ -306,9 +312,15 @@ void micro_kernel(int64_t kc, const T* __restrict a, int64_t lda, const T* __res
         if (cnt <= 0) break;
         T* p = ci + v * W;
         if (cnt == W)
-          S::storeu(p, add ? S::add(S::loadu(p), acc[i][v]) : acc[i][v]);
+          S::storeu(p, add    ? S::add(S::loadu(p), acc[i][v])
+                       : bias ? S::add(S::loadu(bias + v * W), acc[i][v])
+                              : acc[i][v]);
         else
-          S::storeu_n(p, add ? S::add(S::loadu_n(p, cnt), acc[i][v]) : acc[i][v], cnt);
+          S::storeu_n(p,
+                      add    ? S::add(S::loadu_n(p, cnt), acc[i][v])
+                      : bias ? S::add(S::loadu_n(bias + v * W, cnt), acc[i][v])
+                             : acc[i][v],
+                      cnt);
       }
     }
   }
@@ -506,18 +518,19 @@ void pack_B(int64_t kc, int64_t j0, int64_t j1, const T* B, int64_t rsb, int64_t
 // ------------------------------------------------------------------------------------------------------------
 template <class T>
 void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const ASource<T>* src, T* pa, const T* pb, T* C,
-                  int64_t ldc, bool add, int64_t s0, int64_t s1) {
+                  int64_t ldc, bool add, const T* bias, int64_t s0, int64_t s1) {
   constexpr int MR = Cfg<T>::MR, NR = Cfg<T>::NR, W = Cfg<T>::S::W;
   for (int64_t s = s0; s < s1; ++s) {
     const int64_t j = s * NR;
     const int n = int(std::min<int64_t>(NR, nc - j));
     const T* b = pb + j * kc;
+    const T* bj = bias ? bias + j : nullptr;
     if (src && src->mode != kPacked) {
       const bool rows = src->mode == kRows;
       const auto& row = rows ? kKernels<T, kRows>[(n + W - 1) / W - 1] : kKernels<T, kCols>[(n + W - 1) / W - 1];
       for (int64_t i = 0; i < mc; i += MR)
         row[std::min<int64_t>(MR, mc - i) - 1](kc, src->A + i * src->rsa, rows ? src->rsa : src->csa, b,
-                                               C + i * ldc + j, ldc, n, add);
+                                               C + i * ldc + j, ldc, n, add, bj);
       continue;
     }
     const auto& row = kKernels<T, kPacked>[(n + W - 1) / W - 1];
@@ -526,7 +539,7 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const ASource<T>* src, T* 
       if (src && s == s0)
         pack_A_sliver(m, kc, src->A + i * src->rsa, src->rsa, src->csa, pa + i * kc,
                       mc - i >= 2 * MR ? src->A + (i + MR) * src->rsa : nullptr);
-      row[m - 1](kc, pa + i * kc, 0, b, C + i * ldc + j, ldc, n, add);
+      row[m - 1](kc, pa + i * kc, 0, b, C + i * ldc + j, ldc, n, add, bj);
     }
   }
 }
@@ -666,9 +679,14 @@ void gemm_one_row(int64_t N, int64_t K, const T* A, int64_t csa, const T* B, int
 // One product on the calling thread, with caller-provided pack buffers.
 template <class T>
 void gemm_serial(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
-                 int64_t csb, T* C, int64_t ldc, bool accumulate, T* pa, T* pb) {
+                 int64_t csb, T* C, int64_t ldc, bool accumulate, const T* bias, T* pa, T* pb) {
   using Cf = Cfg<T>;
   if (M <= 0 || N <= 0) return;
+  if (bias && (K <= 0 || M == 1)) {  // the paths below without a kernel: C starts as the bias, the product added
+    for (int64_t i = 0; i < M; ++i) std::copy(bias, bias + N, C + i * ldc);
+    bias = nullptr;
+    accumulate = true;
+  }
   if (K <= 0) return zero_or_keep(M, N, C, ldc, accumulate);
   if (M == 1) return gemm_one_row(N, K, A, csa, B, rsb, csb, C, accumulate);
   const AMode amode = a_mode<T>(N, rsa, csa);
@@ -682,7 +700,8 @@ void gemm_serial(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64
       for (int64_t ic = 0; ic < M; ic += Cf::MC) {
         const int64_t mc = std::min<int64_t>(Cf::MC, M - ic);
         const ASource<T> src{A + ic * rsa + pc * csa, rsa, csa, amode};
-        macro_kernel(mc, nc, kc, &src, pa, pb, C + ic * ldc + jc, ldc, add, 0, ns);
+        macro_kernel(mc, nc, kc, &src, pa, pb, C + ic * ldc + jc, ldc, add, pc == 0 && bias ? bias + jc : nullptr,
+                     0, ns);
       }
     }
   }
@@ -730,11 +749,11 @@ int threads_for(int64_t M, int64_t N, int64_t K) {
 // that the OS schedules late -- common on a busy laptop -- delays nobody, the others take its pieces.
 template <class T>
 void gemm_parallel(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
-                   int64_t csb, T* C, int64_t ldc, bool accumulate, int nt) {
+                   int64_t csb, T* C, int64_t ldc, bool accumulate, const T* bias, int nt) {
   const Sizes<T> sz(M, N, K);
   if (nt <= 1) {
     T* ws = workspace<T>(sz.a + sz.b);
-    return gemm_serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, ws, ws + sz.a);
+    return gemm_serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bias, ws, ws + sz.a);
   }
 #ifdef _OPENMP
   using Cf = Cfg<T>;
@@ -752,10 +771,12 @@ void gemm_parallel(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int
       const int64_t s0 = units * piece / n_pieces, s1 = units * (piece + 1) / n_pieces;
       if (split_m) {
         const int64_t i0 = s0 * Cf::MR, i1 = std::min(M, s1 * Cf::MR);
-        gemm_serial(i1 - i0, N, K, A + i0 * rsa, rsa, csa, B, rsb, csb, C + i0 * ldc, ldc, accumulate, pa, pa + sz.a);
+        gemm_serial(i1 - i0, N, K, A + i0 * rsa, rsa, csa, B, rsb, csb, C + i0 * ldc, ldc, accumulate, bias, pa,
+                    pa + sz.a);
       } else {
         const int64_t j0 = s0 * Cf::NR, j1 = std::min(N, s1 * Cf::NR);
-        gemm_serial(M, j1 - j0, K, A, rsa, csa, B + j0 * csb, rsb, csb, C + j0, ldc, accumulate, pa, pa + sz.a);
+        gemm_serial(M, j1 - j0, K, A, rsa, csa, B + j0 * csb, rsb, csb, C + j0, ldc, accumulate,
+                    bias ? bias + j0 : nullptr, pa, pa + sz.a);
       }
     }
   }
@@ -764,10 +785,10 @@ void gemm_parallel(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int
 
 template <class T>
 void gemm_impl(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
-               int64_t csb, T* C, int64_t ldc, bool accumulate) {
+               int64_t csb, T* C, int64_t ldc, bool accumulate, const T* bias) {
+  check(!(bias && accumulate), "gemm: a bias is what C starts from; it cannot be combined with accumulate");
   if (M <= 0 || N <= 0) return;
-  if (K <= 0) return zero_or_keep(M, N, C, ldc, accumulate);
-  gemm_parallel(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, threads_for(M, N, K));
+  gemm_parallel(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bias, threads_for(M, N, K));
 }
 
 template <class T>
@@ -781,13 +802,15 @@ void gemm_batched_impl(int64_t batch, const int64_t* a_off, const int64_t* b_off
   }
   const int nt = threads_for(M * batch, N, K);
   const Sizes<T> sz(M, N, K);
+  const T* const no_bias = nullptr;  // batched products have none
   // Whole matrices per thread when there are enough of them, or when each is too small to split well.
   const bool small = double(M) * double(N) * double(K) < 256.0 * 256.0 * 256.0;
   const bool over_batch = nt > 1 && batch >= nt && (small || batch % nt == 0 || batch >= 4 * nt);
   if (nt <= 1 || !over_batch) {
     const int nt1 = nt <= 1 ? 1 : threads_for(M, N, K);
     for (int64_t b = 0; b < batch; ++b)
-      gemm_parallel(M, N, K, A + a_off[b], rsa, csa, B + b_off[b], rsb, csb, C + c_off[b], ldc, accumulate, nt1);
+      gemm_parallel(M, N, K, A + a_off[b], rsa, csa, B + b_off[b], rsb, csb, C + c_off[b], ldc, accumulate, no_bias,
+                    nt1);
     return;
   }
 #ifdef _OPENMP
@@ -800,8 +823,8 @@ void gemm_batched_impl(int64_t batch, const int64_t* a_off, const int64_t* b_off
     T* pa = ws + per * omp_get_thread_num();
     for (int64_t piece; pieces.next(piece);)  // contiguous runs keep broadcast operands warm in cache
       for (int64_t b = batch * piece / n_pieces; b < batch * (piece + 1) / n_pieces; ++b)
-        gemm_serial(M, N, K, A + a_off[b], rsa, csa, B + b_off[b], rsb, csb, C + c_off[b], ldc, accumulate, pa,
-                    pa + sz.a);
+        gemm_serial(M, N, K, A + a_off[b], rsa, csa, B + b_off[b], rsb, csb, C + c_off[b], ldc, accumulate, no_bias,
+                    pa, pa + sz.a);
   }
 #endif
 }
@@ -821,12 +844,12 @@ const char* gemm_kernel_name() {
 }
 
 void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t rsa, int64_t csa, const float* B, int64_t rsb,
-          int64_t csb, float* C, int64_t ldc, bool accumulate) {
-  gemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+          int64_t csb, float* C, int64_t ldc, bool accumulate, const float* bias) {
+  gemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bias);
 }
 void gemm(int64_t M, int64_t N, int64_t K, const double* A, int64_t rsa, int64_t csa, const double* B, int64_t rsb,
-          int64_t csb, double* C, int64_t ldc, bool accumulate) {
-  gemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+          int64_t csb, double* C, int64_t ldc, bool accumulate, const double* bias) {
+  gemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bias);
 }
 void gemm_batched(int64_t batch, const int64_t* a_off, const int64_t* b_off, const int64_t* c_off, int64_t M,
                   int64_t N, int64_t K, const float* A, int64_t rsa, int64_t csa, const float* B, int64_t rsb,

@@ -28,14 +28,17 @@ void gemm_reference(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, in
 // A's element (i,p) is A[i*rsa + p*csa]; B's element (p,j) is B[p*rsb + j*csb] (any strides, so transposed
 // operands are views: e.g. A^T is just swapped rsa/csa). C is row-major with leading dimension ldc (C[i*ldc + j]).
 // M, N or K may be 0; K = 0 gives C = 0 (or leaves C unchanged when accumulate). C must not overlap A or B.
+// bias (N values, or null; not with accumulate): C = bias + A @ B, each row starting from the bias, which the
+// kernel adds as it first stores a tile (a Linear layer's output in one pass). The same bits as copying the bias
+// into every row of C and accumulating.
 void gemm(int64_t M, int64_t N, int64_t K,
           const float* A, int64_t rsa, int64_t csa,
           const float* B, int64_t rsb, int64_t csb,
-          float* C, int64_t ldc, bool accumulate);
+          float* C, int64_t ldc, bool accumulate, const float* bias = nullptr);
 void gemm(int64_t M, int64_t N, int64_t K,
           const double* A, int64_t rsa, int64_t csa,
           const double* B, int64_t rsb, int64_t csb,
-          double* C, int64_t ldc, bool accumulate);
+          double* C, int64_t ldc, bool accumulate, const double* bias = nullptr);
 
 // Batched: for b in [0,batch): C + c_off[b] = A + a_off[b] @ B + b_off[b], same M,N,K and strides for all.
 // Offsets are in elements. Offsets may repeat for A or B (batch broadcasting), never for C.

@@ -107,15 +107,11 @@ Array linear(const Array& x_in, const Array& w, const Array& b) {
     using T = decltype(z);
     Array out = Array::empty(out_shape, x.dtype());
     T* o = out.data<T>();
-    if (b.defined()) {  // every row starts as the bias; the product is added onto it
-      const Array bc = b.contiguous();
-      const T* bp = bc.data<T>();
-#pragma omp parallel for num_threads(num_threads()) schedule(static) if (rows * out_features > 2 * detail::kGrain)
-      for (int64_t r = 0; r < rows; ++r) std::copy(bp, bp + out_features, o + r * out_features);
-    }
+    // Every row starts as the bias, added by the GEMM as it stores the product (one pass over the output).
+    const Array bc = b.defined() ? b.contiguous() : Array();
     // B(p, j) = w(j, p): the weight read transposed in place through its strides.
     gemm(rows, out_features, in, x.data<T>(), in, 1, w.data<T>(), w.strides()[1], w.strides()[0], o, out_features,
-         /*accumulate=*/b.defined());
+         /*accumulate=*/false, bc.defined() ? bc.data<T>() : nullptr);
     return out;
   });
 }

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -292,6 +293,33 @@ TEMPLATE_TEST_CASE("gemm_batched matches gemm_reference, with broadcast operands
     run_batched<TestType>(4, 5, 6, 0, Layout::RowMajor, Layout::RowMajor, true, true, true, rng);
     run_batched<TestType>(0, 5, 6, 7, Layout::RowMajor, Layout::RowMajor, false, false, false, rng);
   });
+}
+
+TEMPLATE_TEST_CASE("gemm with a bias gives the bits of copying the bias into C and accumulating", "[gemm]", float,
+                   double) {
+  // The bias is added where each tile is first stored: one row (M = 1), K = 0 (C = the bias), K past KC (the
+  // later passes accumulate), N past NR (several slivers, and column blocks on 2 threads), masked right edges.
+  std::mt19937 rng(21);
+  const Dims shapes[] = {{1, 37, 20}, {5, 7, 0}, {33, 70, 300}, {16, 16, 32}, {20, 600, 100}, {300, 45, 64}};
+  with_threads([&] {
+    for (const Dims& d : shapes)
+      for (Layout lb : {Layout::RowMajor, Layout::ColMajor}) {
+        Operand<TestType> A(d.M, d.K, Layout::RowMajor, rng), B(d.K, d.N, lb, rng);
+        Operand<TestType> bias(1, d.N, Layout::RowMajor, rng);
+        std::vector<TestType> want(size_t(d.M * d.N));
+        std::vector<TestType> got(want.size(), std::numeric_limits<TestType>::quiet_NaN());
+        for (int64_t i = 0; i < d.M; ++i) std::copy(bias.data.begin(), bias.data.end(), want.begin() + i * d.N);
+        gemm(d.M, d.N, d.K, A.data.data(), A.rs, A.cs, B.data.data(), B.rs, B.cs, want.data(), d.N, true);
+        gemm(d.M, d.N, d.K, A.data.data(), A.rs, A.cs, B.data.data(), B.rs, B.cs, got.data(), d.N, false,
+             bias.data.data());
+        INFO(d.M << "x" << d.K << " @ " << d.K << "x" << d.N << ", B " << name(lb) << ", threads "
+                  << qkvlab::num_threads());
+        CHECK(std::memcmp(want.data(), got.data(), want.size() * sizeof(TestType)) == 0);
+      }
+  });
+  std::vector<TestType> a(4, 1), c(4), b(2, 1);
+  CHECK_THROWS_WITH(gemm(2, 2, 1, a.data(), 1, 1, a.data(), 2, 1, c.data(), 2, true, b.data()),
+                    Catch::Contains("cannot be combined with accumulate"));
 }
 
 TEST_CASE("gemm gives the same result with 1 and 2 threads", "[gemm]") {
