@@ -52,7 +52,9 @@ Array::Array(std::shared_ptr<Storage> storage, Shape shape, Strides strides, int
       dtype_(dtype) {}
 
 Array Array::empty(const Shape& shape, DType dtype) {
-  for (int64_t d : shape) check(d >= 0, "empty: negative size in shape ", shape_str(shape));
+  // if + fail, not check(): check() would format the shape on every call, and this runs for every new array.
+  for (int64_t d : shape)
+    if (d < 0) fail("empty: negative size in shape ", shape_str(shape));
   int64_t n = shape_numel(shape);
   auto st = std::make_shared<Storage>(static_cast<size_t>(n) * dtype_size(dtype));
   return Array(std::move(st), shape, contiguous_strides(shape), 0, dtype);
@@ -213,20 +215,22 @@ std::vector<int64_t> Array::to_ints() const {
 
 Array Array::as_strided(const Shape& shape, const Strides& strides, int64_t offset) const {
   check(defined(), "as_strided: the array is undefined");
-  check(shape.size() == strides.size(), "as_strided: shape ", shape_str(shape), " and strides ",
-        shape_str(strides), " differ in length");
+  // if + fail where the message formats shapes: check() would format them on every call (views are hot).
+  if (shape.size() != strides.size())
+    fail("as_strided: shape ", shape_str(shape), " and strides ", shape_str(strides), " differ in length");
   // Every reachable element must lie inside the storage.
   int64_t lo = offset, hi = offset;
   bool empty_view = false;
   for (size_t d = 0; d < shape.size(); ++d) {
-    check(shape[d] >= 0, "as_strided: negative size in ", shape_str(shape));
+    if (shape[d] < 0) fail("as_strided: negative size in ", shape_str(shape));
     if (shape[d] == 0) empty_view = true;
     int64_t span = (shape[d] - 1) * strides[d];
     if (span < 0) lo += span; else hi += span;
   }
   int64_t capacity = static_cast<int64_t>(storage_->bytes() / dtype_size(dtype_));
-  check(empty_view || (lo >= 0 && hi < capacity), "as_strided: view ", shape_str(shape), " strides ",
-        shape_str(strides), " offset ", offset, " reaches outside storage of ", capacity, " elements");
+  if (!empty_view && (lo < 0 || hi >= capacity))
+    fail("as_strided: view ", shape_str(shape), " strides ", shape_str(strides), " offset ", offset,
+         " reaches outside storage of ", capacity, " elements");
   return Array(storage_, shape, strides, offset, dtype_);
 }
 
@@ -236,20 +240,20 @@ Shape infer_shape(Shape shape, int64_t numel, const char* op, const Shape& from)
   int64_t known = 1, infer = -1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == -1) {
-      check(infer < 0, op, ": only one dim may be -1, got ", shape_str(shape));
+      if (infer >= 0) fail(op, ": only one dim may be -1, got ", shape_str(shape));
       infer = static_cast<int64_t>(i);
     } else {
-      check(shape[i] >= 0, op, ": invalid size ", shape[i], " in ", shape_str(shape));
+      if (shape[i] < 0) fail(op, ": invalid size ", shape[i], " in ", shape_str(shape));
       known *= shape[i];
     }
   }
   if (infer >= 0) {
-    check(known != 0 && numel % known == 0, op, ": cannot infer -1 in ", shape_str(shape), " for ",
-          shape_str(from), " (", numel, " elements)");
+    if (known == 0 || numel % known != 0)
+      fail(op, ": cannot infer -1 in ", shape_str(shape), " for ", shape_str(from), " (", numel, " elements)");
     shape[infer] = numel / known;
   }
-  check(shape_numel(shape) == numel, op, ": shape ", shape_str(shape), " is invalid for ", shape_str(from), " (",
-        numel, " elements)");
+  if (shape_numel(shape) != numel)
+    fail(op, ": shape ", shape_str(shape), " is invalid for ", shape_str(from), " (", numel, " elements)");
   return shape;
 }
 
@@ -373,26 +377,27 @@ Array Array::select(int64_t dim, int64_t index) const {
 }
 
 Array Array::expand(const Shape& shape) const {
-  check(shape.size() >= shape_.size(), "expand: cannot expand ", shape_str(shape_), " to fewer dims ",
-        shape_str(shape));
+  if (shape.size() < shape_.size())  // if + fail: see as_strided
+    fail("expand: cannot expand ", shape_str(shape_), " to fewer dims ", shape_str(shape));
   size_t lead = shape.size() - shape_.size();
   Shape sh(shape.size());
   Strides st(shape.size(), 0);
   for (size_t i = 0; i < shape.size(); ++i) {
     if (i < lead) {
-      check(shape[i] >= 0, "expand: invalid size ", shape[i], " in ", shape_str(shape));
+      if (shape[i] < 0) fail("expand: invalid size ", shape[i], " in ", shape_str(shape));
       sh[i] = shape[i];
       continue;
     }
     int64_t have = shape_[i - lead];
     int64_t want = shape[i] == -1 ? have : shape[i];
-    check(want >= 0, "expand: invalid size ", shape[i], " in ", shape_str(shape));
+    if (want < 0) fail("expand: invalid size ", shape[i], " in ", shape_str(shape));
     if (have == want) {
       sh[i] = have;
       st[i] = strides_[i - lead];
     } else {
-      check(have == 1, "expand: cannot expand ", shape_str(shape_), " to ", shape_str(shape), " (dim ", i,
-            " has size ", have, ", not 1)");
+      if (have != 1)
+        fail("expand: cannot expand ", shape_str(shape_), " to ", shape_str(shape), " (dim ", i, " has size ", have,
+             ", not 1)");
       sh[i] = want;
     }
   }
