@@ -248,19 +248,20 @@ static_assert(Cfg<double>::NC % Cfg<double>::NR == 0 && Cfg<double>::MC % Cfg<do
 // A sliver: packed (AMode kPacked: element (i,k) at a[k*MR + i]) or read in place, which saves packing A when
 // each A element is used by only a few B slivers: kRows for a row-major A (element (i,k) at a[i*lda + k]),
 // kCols for a transposed view (element (i,k) at a[i + k*lda]).
+// B sliver: element (k,j) at b[k*ldb + j]: packed (ldb = NR) or a row-major B read in place (ldb = its row stride).
 // ------------------------------------------------------------------------------------------------------------
 enum AMode : int { kPacked = 0, kRows = 1, kCols = 2 };
 
 template <class T>
-using KernelFn = void (*)(int64_t kc, const T* a, int64_t lda, const T* b, T* c, int64_t ldc, int n, bool add,
-                         const T* bias);
+using KernelFn = void (*)(int64_t kc, const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int n,
+                         bool add, const T* bias);
 
 template <class T, int Mode, int MRe, int NVe>
-void micro_kernel(int64_t kc, const T* __restrict a, int64_t lda, const T* __restrict b, T* __restrict c,
-                  int64_t ldc, int n, bool add, const T* __restrict bias) {
+void micro_kernel(int64_t kc, const T* __restrict a, int64_t lda, const T* __restrict b, int64_t ldb,
+                  T* __restrict c, int64_t ldc, int n, bool add, const T* __restrict bias) {
   using S = typename Cfg<T>::S;
   using V = typename S::V;
-  constexpr int MR = Cfg<T>::MR, NR = Cfg<T>::NR, W = S::W;
+  constexpr int MR = Cfg<T>::MR, W = S::W;
   V acc[MRe][NVe];
 #pragma GCC unroll 16
   for (int i = 0; i < MRe; ++i) {
@@ -282,7 +283,7 @@ void micro_kernel(int64_t kc, const T* __restrict a, int64_t lda, const T* __res
     }
     V bv[NVe];
 #pragma GCC unroll 4
-    for (int v = 0; v < NVe; ++v) bv[v] = S::load(b + v * W);
+    for (int v = 0; v < NVe; ++v) bv[v] = S::loadu(b + v * W);  // loadu: B read in place need not be aligned
 #pragma GCC unroll 16
     for (int i = 0; i < MRe; ++i) {
       const V ai = S::bcast(Mode == kRows ? a + i * lda : a + i);
@@ -290,7 +291,7 @@ void micro_kernel(int64_t kc, const T* __restrict a, int64_t lda, const T* __res
       for (int v = 0; v < NVe; ++v) acc[i][v] = S::fma(ai, bv[v], acc[i][v]);
     }
     a += Mode == kRows ? 1 : Mode == kCols ? lda : MR;
-    b += NR;
+    b += ldb;
   }
   if (n == NVe * W) {  // full tile
 #pragma GCC unroll 16
@@ -516,20 +517,23 @@ void pack_B(int64_t kc, int64_t j0, int64_t j1, const T* B, int64_t rsb, int64_t
 // sliver i+1 (and its prefetches) then overlaps the arithmetic of sliver i instead of forming a separate,
 // memory-bound phase. That matters when A is used by only a few B slivers (N small), e.g. attention.
 // ------------------------------------------------------------------------------------------------------------
+// B: the packed panel (ldb = 0), or the panel's first element in a row-major B read in place (ldb = its row
+// stride).
 template <class T>
-void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const ASource<T>* src, T* pa, const T* pb, T* C,
+void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const ASource<T>* src, T* pa, const T* pb, int64_t ldb, T* C,
                   int64_t ldc, bool add, const T* bias, int64_t s0, int64_t s1) {
   constexpr int MR = Cfg<T>::MR, NR = Cfg<T>::NR, W = Cfg<T>::S::W;
+  const int64_t kernel_ldb = ldb ? ldb : NR;
   for (int64_t s = s0; s < s1; ++s) {
     const int64_t j = s * NR;
     const int n = int(std::min<int64_t>(NR, nc - j));
-    const T* b = pb + j * kc;
+    const T* b = ldb ? pb + j : pb + j * kc;
     const T* bj = bias ? bias + j : nullptr;
     if (src && src->mode != kPacked) {
       const bool rows = src->mode == kRows;
       const auto& row = rows ? kKernels<T, kRows>[(n + W - 1) / W - 1] : kKernels<T, kCols>[(n + W - 1) / W - 1];
       for (int64_t i = 0; i < mc; i += MR)
-        row[std::min<int64_t>(MR, mc - i) - 1](kc, src->A + i * src->rsa, rows ? src->rsa : src->csa, b,
+        row[std::min<int64_t>(MR, mc - i) - 1](kc, src->A + i * src->rsa, rows ? src->rsa : src->csa, b, kernel_ldb,
                                                C + i * ldc + j, ldc, n, add, bj);
       continue;
     }
@@ -539,7 +543,7 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const ASource<T>* src, T* 
       if (src && s == s0)
         pack_A_sliver(m, kc, src->A + i * src->rsa, src->rsa, src->csa, pa + i * kc,
                       mc - i >= 2 * MR ? src->A + (i + MR) * src->rsa : nullptr);
-      row[m - 1](kc, pa + i * kc, 0, b, C + i * ldc + j, ldc, n, add, bj);
+      row[m - 1](kc, pa + i * kc, 0, b, kernel_ldb, C + i * ldc + j, ldc, n, add, bj);
     }
   }
 }
@@ -602,6 +606,17 @@ AMode a_mode(int64_t N, int64_t rsa, int64_t csa) {
   if (csa == 1 && (rsa * int64_t(sizeof(T))) % 4096 != 0) return kRows;
   if (rsa == 1 && (csa * int64_t(sizeof(T))) % 4096 != 0) return kCols;
   return kPacked;
+}
+
+// Read B in place instead of packing it? When B is row-major (csb == 1), each k row of a sliver is already NR
+// consecutive values, and when A has few rows (M <= 256, e.g. a weight gradient x^T-side product with K = all
+// the tokens, or attention per head) each B sliver serves only a few A slivers: the packed copy (one more pass
+// over B, written and read back) costs more than it saves. Only whole vectors (N a multiple of W: the kernel
+// reads NVe*W values of every row, and must not read past B's end), and not with a row stride that is a multiple
+// of 4 KiB (the rows would all fall into the same cache sets).
+template <class T>
+bool read_b_in_place(int64_t M, int64_t N, int64_t rsb, int64_t csb) {
+  return csb == 1 && M <= 256 && N % Cfg<T>::S::W == 0 && (rsb * int64_t(sizeof(T))) % 4096 != 0;
 }
 
 // One row of A (M = 1): C[j] (+)= sum_p A[p] B(p,j), without packing. The blocked path packs B first, which for
@@ -690,18 +705,20 @@ void gemm_serial(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64
   if (K <= 0) return zero_or_keep(M, N, C, ldc, accumulate);
   if (M == 1) return gemm_one_row(N, K, A, csa, B, rsb, csb, C, accumulate);
   const AMode amode = a_mode<T>(N, rsa, csa);
+  const bool b_in_place = read_b_in_place<T>(M, N, rsb, csb);
   for (int64_t jc = 0; jc < N; jc += Cf::NC) {
     const int64_t nc = std::min<int64_t>(Cf::NC, N - jc);
     const int64_t ns = (nc + Cf::NR - 1) / Cf::NR;
     for (int64_t pc = 0; pc < K; pc += Cf::KC) {
       const int64_t kc = std::min<int64_t>(Cf::KC, K - pc);
       const bool add = accumulate || pc > 0;
-      pack_B(kc, 0, nc, B + pc * rsb + jc * csb, rsb, csb, pb);
+      if (!b_in_place) pack_B(kc, 0, nc, B + pc * rsb + jc * csb, rsb, csb, pb);
+      const T* panel = b_in_place ? B + pc * rsb + jc : pb;
       for (int64_t ic = 0; ic < M; ic += Cf::MC) {
         const int64_t mc = std::min<int64_t>(Cf::MC, M - ic);
         const ASource<T> src{A + ic * rsa + pc * csa, rsa, csa, amode};
-        macro_kernel(mc, nc, kc, &src, pa, pb, C + ic * ldc + jc, ldc, add, pc == 0 && bias ? bias + jc : nullptr,
-                     0, ns);
+        macro_kernel(mc, nc, kc, &src, pa, panel, b_in_place ? rsb : 0, C + ic * ldc + jc, ldc, add,
+                     pc == 0 && bias ? bias + jc : nullptr, 0, ns);
       }
     }
   }

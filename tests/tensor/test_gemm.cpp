@@ -141,7 +141,8 @@ struct Dims {
 const Dims kSmallShapes[] = {{1, 1, 1},   {1, 13, 7},   {7, 1, 13},   {13, 7, 1},  {7, 13, 31},  {31, 7, 13},
                              {13, 31, 7}, {127, 31, 13}, {31, 127, 7}, {14, 32, 5}, {15, 33, 17}, {29, 65, 3},
                              {2, 3, 300}, {45, 47, 19}, {8, 12, 9}, {17, 25, 257}, {24, 36, 5},
-                             {16, 16, 32}, {16, 32, 16}};  // the last two: attention per head (T 16, D 32)
+                             {16, 16, 32}, {16, 32, 16},  // attention per head (T 16, D 32)
+                             {17, 48, 300}};  // a row-major B read in place (N whole vectors, few rows), K > KC
 
 }  // namespace
 
