@@ -136,10 +136,12 @@ void AdamW::step() {
       dispatch_float(p.dtype(), "AdamW", [&](auto z) {
         using T = decltype(z);
         Array g = p.grad().contiguous();
-        T* w = p.data().data<T>();
-        const T* gr = g.data<T>();
-        T* mp = m.data<T>();
-        T* vp = v.data<T>();
+        // __restrict: the four arrays never overlap; without it the compiler kept the loop scalar (a sqrt and a
+        // division per element one after the other: 2.5 ns a parameter).
+        T* __restrict w = p.data().data<T>();
+        const T* __restrict gr = g.data<T>();
+        T* __restrict mp = m.data<T>();
+        T* __restrict vp = v.data<T>();
         const T b1 = T(beta1), b2 = T(beta2), step_size = T(lr / bc1), decay = T(1.0 - lr * group.weight_decay);
         const T rbc2 = T(1.0 / std::sqrt(bc2)), e = T(eps);
         for (int64_t j = 0, n = p.numel(); j < n; ++j) {
