@@ -12,7 +12,10 @@ struct MatmulBackward : Node {
   Array a, b;  // (..., M, K) and (..., K, N)
   const char* name() const override { return "MatmulBackward"; }
   std::vector<Array> backward(const Array& g) override {  // g: (..., M, N)
-    Array ga = needs_grad(0) ? sum_to(matmul(g, b.mT()), input_shapes[0]) : Array();  // g @ b^T
+    // A product of the operand's own shape is its gradient already (sum_to would copy it); a broadcast operand's
+    // is summed over the batch dims it was broadcast along.
+    auto reduce_to = [](Array x, const Shape& shape) { return x.shape() == shape ? x : sum_to(x, shape); };
+    Array ga = needs_grad(0) ? reduce_to(matmul(g, b.mT()), input_shapes[0]) : Array();  // g @ b^T
     Array gb;
     if (needs_grad(1) && input_shapes[1].size() == 2 && a.ndim() > 2 && g.is_contiguous() && a.is_contiguous()) {
       // b is a matrix shared by every batch entry (a weight): sum_b a_b^T g_b is one product over all rows,
@@ -20,7 +23,7 @@ struct MatmulBackward : Node {
       const int64_t K = a.size(-1), N = g.size(-1);
       gb = matmul(a.reshape({-1, K}).mT(), g.reshape({-1, N}));
     } else if (needs_grad(1)) {
-      gb = sum_to(matmul(a.mT(), g), input_shapes[1]);  // a^T @ g
+      gb = reduce_to(matmul(a.mT(), g), input_shapes[1]);  // a^T @ g
     }
     return {ga, gb};
   }

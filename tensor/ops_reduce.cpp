@@ -5,6 +5,7 @@
 // in double for float32 too (so a sum of 1e6 floats is exact to ~1e-7 relative), with 8 partial sums along a
 // reduced run. Threads split a kept dim (disjoint outputs) or, for a full reduction, the largest dim into a fixed
 // number of chunks (partials added in chunk order, independent of the thread count).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -43,6 +44,24 @@ template <class T>
 void sum_into(const Array& a, const std::vector<bool>& mask, double* acc) {
   const size_t nd = a.shape().size();
   const T* x = a.data<T>();
+  // Every row of a contiguous (..., C) array summed (a bias's or a LayerNorm parameter's gradient, many times a
+  // step): one plain loop over the rows, each column's sum taking them in order as the general walk below does
+  // (the same bits); threads take blocks of columns.
+  if (nd >= 2 && !mask[nd - 1] && a.is_contiguous() &&
+      std::all_of(mask.begin(), mask.end() - 1, [](bool reduced) { return reduced; })) {
+    const int64_t C = a.shape()[nd - 1], R = C == 0 ? 0 : a.numel() / C;
+    const int64_t blocks = C >= 64 ? detail::chunk_count(a.numel(), 1, C / 16) : 1;  // 16 columns at least each
+#pragma omp parallel for num_threads(num_threads()) schedule(static) if (blocks > 1)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t c0 = C * blk / blocks, c1 = C * (blk + 1) / blocks;
+      double* __restrict q = acc + c0;
+      for (int64_t r = 0; r < R; ++r) {
+        const T* __restrict p = x + r * C + c0;
+        for (int64_t i = 0; i < c1 - c0; ++i) q[i] += static_cast<double>(p[i]);
+      }
+    }
+    return;
+  }
   // Accumulator strides: contiguous over kept dims, 0 on reduced dims.
   Strides acc_st(nd, 0);
   int64_t s = 1;

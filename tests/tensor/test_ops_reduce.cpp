@@ -140,6 +140,35 @@ TEST_CASE("sum gives bit-identical results on 1, 2 and 3 threads", "[ops]") {
   CHECK(results[0] == results[2]);
 }
 
+TEST_CASE("sum over the leading dims of a contiguous array (a bias gradient): each column's sum in double",
+          "[ops]") {
+  // The fast path for (..., C) summed to (C): each column in double, rows in order, on any thread count, so the
+  // same bits as the running sum written out here.
+  const int saved = num_threads();
+  Generator gen(29);
+  for (const Shape& shape : {Shape{3000, 100}, Shape{40, 50, 130}, Shape{7, 9}}) {
+    const Array a = Array::normal(shape, gen);
+    const int64_t C = shape.back(), R = a.numel() / C;
+    const std::vector<double> x = a.to_vector();
+    std::vector<float> want(static_cast<size_t>(C));
+    for (int64_t c = 0; c < C; ++c) {
+      double s = 0.0;
+      for (int64_t r = 0; r < R; ++r) s += static_cast<double>(static_cast<float>(x[size_t(r * C + c)]));
+      want[size_t(c)] = static_cast<float>(s);
+    }
+    std::vector<int64_t> dims;
+    for (size_t d = 0; d + 1 < shape.size(); ++d) dims.push_back(int64_t(d));
+    for (int threads : {1, 2, 3}) {
+      set_num_threads(threads);
+      const std::vector<double> got = sum(a, dims).to_vector();
+      std::vector<float> gotf(got.begin(), got.end());
+      INFO(shape_str(shape) << " threads " << threads);
+      CHECK(gotf == want);
+    }
+  }
+  set_num_threads(saved);
+}
+
 TEST_CASE("max and argmax along a dim, with ties to the lowest index and NaN winning", "[ops]") {
   Generator gen(24);
   for (DType dt : {DType::F32, DType::F64}) {
