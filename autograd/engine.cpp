@@ -129,7 +129,14 @@ struct BackwardPass {
         if (it == grad_sum.end() || !it->second.defined()) grad_sum[input] = std::move(gi);
         else {
           ProfileScope prof("(sum of gradients)", ProfilePhase::Backward);  // a tensor used twice: add up
-          it->second = add(it->second, gi);
+          Array& sum = it->second;
+          // Into the running sum itself when nothing else holds its memory (a gradient a node returned for two
+          // inputs is shared, and stays untouched): the same values, without a new array per addition.
+          if (sum.storage().use_count() == 1 && sum.is_contiguous() && sum.shape() == gi.shape() &&
+              sum.dtype() == gi.dtype())
+            add_(sum, gi);
+          else
+            sum = add(sum, gi);
         }
       }
       consumer_done(input);

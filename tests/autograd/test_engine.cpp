@@ -98,6 +98,25 @@ TEST_CASE("a tensor used in two branches accumulates both gradients", "[autograd
   CHECK(all_equal(grad_of(x), 20.0));
 }
 
+TEST_CASE("a gradient one node hands to two inputs is not changed when one of them adds up more",
+          "[autograd][engine]") {
+  // u + v returns the same gradient array for u and for v (contiguous here: the product with c makes it). Both u
+  // and v feed one more op each, so both sums still wait for a second term while they share that array. The
+  // engine adds into a running sum in place only when nothing else holds its memory; done in place here, the
+  // first second term would also land in the other's sum and x's gradient would be wrong (checked by hand).
+  Tensor x = leaf({4}, 1.0);
+  Tensor c(Array::full({4}, 2.0), false);
+  Tensor u = x * 2.0, v = x * 3.0;
+  Tensor s = (u + v) * c, w = u * 5.0, t = v * 7.0;
+  (sum(w) + sum(t) + sum(s)).backward();  // the engine takes s's branch first: the shared array arrives first
+  CHECK(all_equal(grad_of(x), 41.0));  // 2 * (2 + 5) + 3 * (2 + 7)
+  // A sum the engine holds alone is added into in place: a tensor with three consumers.
+  Tensor y = leaf({4}, 1.0);
+  Tensor m = y * 1.0;
+  (sum(m * 2.0) + sum(m * 3.0) + sum(m * 4.0)).backward();
+  CHECK(all_equal(grad_of(y), 9.0));
+}
+
 TEST_CASE("leaf gradients accumulate across backward calls until zero_grad", "[autograd][engine]") {
   Tensor a = leaf({4}, 1.0);
   sum(a * 2.0).backward();
