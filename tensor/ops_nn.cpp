@@ -142,12 +142,37 @@ inline int64_t visible_keys(bool causal, int64_t i, int64_t T, int64_t S) {
   return std::clamp<int64_t>(i + (S - T) + 1, 0, S);
 }
 
+// row_max of a contiguous row in 8 lane-wise running maxima (which vectorise; row_max's one running maximum, with
+// its NaN test per element, is a chain of dependent compares): the same maximum, or NaN when the row has one. A
+// tie of -0 and +0 may return either, and z - m, hence exp(z - m), is the same for both.
+template <class T>
+T row_max_lanes(const T* y, int64_t n) {
+  constexpr T lowest = -std::numeric_limits<T>::infinity();
+  T lane[8] = {lowest, lowest, lowest, lowest, lowest, lowest, lowest, lowest};
+  bool nan = false;
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; ++l) {
+      const T v = y[j + l];
+      nan |= v != v;
+      lane[l] = lane[l] < v ? v : lane[l];
+    }
+  for (; j < n; ++j) {
+    nan |= y[j] != y[j];
+    lane[0] = lane[0] < y[j] ? y[j] : lane[0];
+  }
+  if (nan) return std::numeric_limits<T>::quiet_NaN();
+  T m = lane[0];
+  for (int l = 1; l < 8; ++l) m = m < lane[l] ? lane[l] : m;
+  return m;
+}
+
 template <class T>
 void scaled_causal_softmax_row(const T* x, T* y, int64_t n, int64_t S, T scale) {
   for (int64_t j = n; j < S; ++j) y[j] = T(0);  // masked: exactly 0 (and the zeros the float sum below reads)
   if (n == 0) return;
   for (int64_t j = 0; j < n; ++j) y[j] = x[j] * scale;  // as mul(x, scale): rounded to T
-  const T m = row_max(y, n, 1);
+  const T m = row_max_lanes(y, n);
   if (m == -std::numeric_limits<T>::infinity()) {  // every visible score is -inf: the row is all 0, as softmax
     for (int64_t j = 0; j < n; ++j) y[j] = T(0);
     return;
