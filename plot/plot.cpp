@@ -459,6 +459,9 @@ Axis log_axis(double lo, double hi) {
 
 void write_png(const std::string& path, const Canvas& cv) {
   if (path.empty()) fail("plot: cannot write a PNG to an empty path");
+  // zlib level 4, not stb's 8: charts of flat colour compress almost as well, and a study's loss chart took
+  // 35 ms at 8 (1.4 % of the demo's one-variant run; about a third less at 4).
+  stbi_write_png_compression_level = 4;
   errno = 0;
   if (!stbi_write_png(path.c_str(), cv.w, cv.h, 3, cv.px.data(), cv.w * 3)) {
     const int err = errno;
