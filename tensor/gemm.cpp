@@ -35,7 +35,10 @@
 // (n <= NR/2) avoid most wasted work, and masked stores write back only the valid part of the C tile.
 //
 // Small N: when each A element is used by only a few B slivers (N <= 16*NR), packing A costs more than it saves,
-// so the kernel reads A in place (row-major or transposed views, see a_mode) with software prefetching.
+// so the kernel reads A in place (row-major or transposed views, see a_mode) with software prefetching. Likewise
+// a row-major B when A has few rows (read_b_in_place: a weight gradient, K = every token of the batch).
+// Bias: gemm(..., bias) starts every row of C from a bias vector, added by the kernel where it first stores a
+// tile (a Linear layer's output in one pass).
 //
 // Threads (OpenMP, qkvlab::num_threads()): one product is cut into independent blocks of C -- whole MR-slivers
 // of rows, or of NR-slivers of columns when C has few rows -- a few per thread, and each thread takes the next
