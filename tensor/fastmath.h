@@ -44,9 +44,10 @@ inline double exp(double x) { return std::exp(x); }
   return x != x ? x : exp_clamped(std::min(std::max(x, -104.0f), 89.0f));
 }
 // exp for x <= 0 (the density's e^(-x^2/2) in normal_cdf), without exp's NaN test and upper clamp, which cost
-// about a sixth of GELU's time; the same bits. A NaN argument still gives NaN (std::max(NaN, c) returns its first
-// argument, and NaN runs through the arithmetic).
-[[gnu::always_inline]] inline float exp_nonpositive(float x) { return exp_clamped(std::max(x, -104.0f)); }
+// about a sixth of GELU's time; the same bits for every x <= 0. A NaN argument gives 0, not NaN: the clamp turns
+// it into -104 (a NaN must not reach exp_clamped's conversion to int, which is undefined); normal_cdf's NaN comes
+// through its other terms.
+[[gnu::always_inline]] inline float exp_nonpositive(float x) { return exp_clamped(x >= -104.0f ? x : -104.0f); }
 
 // Phi(x), the standard normal CDF, and e^(-x^2/2) beside it: the two halves of GELU and its derivative, in one
 // pass with one exp. With t = |x| / sqrt(2) and u = 1 / (1 + t/2), the tail Phi(-|x|) = erfc(t) / 2 =
