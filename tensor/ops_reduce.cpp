@@ -46,10 +46,10 @@ void sum_into(const Array& a, const std::vector<bool>& mask, double* acc) {
   const T* x = a.data<T>();
   // Every row of a contiguous (..., C) array summed (a bias's or a LayerNorm parameter's gradient, many times a
   // step): one plain loop over the rows, each column's sum taking them in order as the general walk below does
-  // (the same bits); threads take blocks of columns.
-  if (nd >= 2 && !mask[nd - 1] && a.is_contiguous() &&
+  // for C >= 16 (the same bits; with fewer columns it sums the rows in chunks); threads take blocks of columns.
+  if (nd >= 2 && !mask[nd - 1] && a.is_contiguous() && a.shape()[nd - 1] >= 16 &&
       std::all_of(mask.begin(), mask.end() - 1, [](bool reduced) { return reduced; })) {
-    const int64_t C = a.shape()[nd - 1], R = C == 0 ? 0 : a.numel() / C;
+    const int64_t C = a.shape()[nd - 1], R = a.numel() / C;
     const int64_t blocks = C >= 64 ? detail::chunk_count(a.numel(), 1, C / 16) : 1;  // 16 columns at least each
 #pragma omp parallel for num_threads(num_threads()) schedule(static) if (blocks > 1)
     for (int64_t blk = 0; blk < blocks; ++blk) {
