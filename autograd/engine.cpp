@@ -37,11 +37,11 @@ Array seed_gradient(const Tensor& out, const Array& grad_in) {
   Array grad = grad_in;
   if (!grad.defined()) {
     check(out.numel() == 1, "backward: a gradient can be implied only for a one-element output; got shape ",
-          shape_str(out.shape()), ", pass grad explicitly");
+          out.shape(), ", pass grad explicitly");
     grad = Array::ones(out.shape(), out.dtype());
   }
-  check(grad.shape() == out.shape(), "backward: gradient of shape ", shape_str(grad.shape()),
-        " for an output of shape ", shape_str(out.shape()));
+  check(grad.shape() == out.shape(), "backward: gradient of shape ", grad.shape(),
+        " for an output of shape ", out.shape());
   check(grad.dtype() == out.dtype(), "backward: gradient is ", dtype_name(grad.dtype()), ", output is ",
         dtype_name(out.dtype()));
   return grad;
@@ -55,7 +55,7 @@ void apply_output_hooks(const Node& n, Array& g) {
     Array r = hook(g);
     if (r.defined()) {
       check(r.shape() == g.shape(), "backward: a hook on the output of ", n.name(), " returned a gradient of shape ",
-            shape_str(r.shape()), " for a tensor of shape ", shape_str(g.shape()));
+            r.shape(), " for a tensor of shape ", g.shape());
       g = r;
     }
   }
@@ -123,7 +123,7 @@ struct BackwardPass {
       Array& gi = in_grads[i];
       if (gi.defined()) {
         check(gi.shape() == n->input_shapes[i], "backward: ", n->name(), " returned a gradient of shape ",
-              shape_str(gi.shape()), " for its input ", i, " of shape ", shape_str(n->input_shapes[i]));
+              gi.shape(), " for its input ", i, " of shape ", n->input_shapes[i]);
         if (anomaly) check_backward_anomaly(*n, i, gi);
         auto it = grad_sum.find(input);
         if (it == grad_sum.end() || !it->second.defined()) grad_sum[input] = std::move(gi);

@@ -35,7 +35,7 @@ GradcheckResult gradcheck(const GradcheckFn& f, const std::vector<Array>& inputs
     // stride-0 dim), nor be shared with another input: the perturbation would move several "independent" inputs.
     for (int64_t d = 0; d < a.ndim(); ++d)
       check(a.size(d) <= 1 || a.stride(d) != 0, "gradcheck: ", label, ": input ", i, " of shape ",
-            shape_str(a.shape()), " is an expanded view (stride 0 on dim ", d,
+            a.shape(), " is an expanded view (stride 0 on dim ", d,
             "); pass a copy (clone()) and let the function expand it");
     for (size_t j = 0; j < i; ++j)
       check(!(a.dtype() == DType::F64 && inputs[j].dtype() == DType::F64 && a.shares_storage(inputs[j])),

@@ -32,7 +32,7 @@ struct MatmulBackward : Node {
 Tensor matmul(const Tensor& a0, const Tensor& b0, const Loc& loc) {
   ProfileScope prof("matmul");
   check(a0.ndim() >= 1 && b0.ndim() >= 1, "matmul: expected tensors with at least 1 dim, got ",
-        shape_str(a0.shape()), " @ ", shape_str(b0.shape()));
+        a0.shape(), " @ ", b0.shape());
   check(a0.dtype() == b0.dtype(), "matmul: dtypes differ: ", dtype_name(a0.dtype()), " and ",
         dtype_name(b0.dtype()));
   // 1-D operands as in NumPy: a vector on the left is a row, on the right a column; the extra dim is dropped.

@@ -84,10 +84,10 @@ struct CrossEntropyBackward : Node {
 };
 Tensor cross_entropy(const Tensor& logits, const Array& targets, int64_t ignore_index, const Loc& loc) {
   ProfileScope prof("cross_entropy");
-  check(logits.ndim() >= 1, "cross_entropy: logits need a class dim, got shape ", shape_str(logits.shape()));
+  check(logits.ndim() >= 1, "cross_entropy: logits need a class dim, got shape ", logits.shape());
   Shape batch(logits.shape().begin(), logits.shape().end() - 1);
-  check(targets.shape() == batch, "cross_entropy: targets of shape ", shape_str(targets.shape()),
-        " do not match logits ", shape_str(logits.shape()), " (expected ", shape_str(batch), ")");
+  check(targets.shape() == batch, "cross_entropy: targets of shape ", targets.shape(),
+        " do not match logits ", logits.shape(), " (expected ", batch, ")");
   int64_t C = logits.size(-1);
   Array l2 = logits.data().reshape({-1, C});
   Array t1 = targets.reshape({-1});

@@ -124,7 +124,7 @@ std::vector<Tensor> split(const Tensor& a, const std::vector<int64_t>& sizes, in
     check(s >= 0, "split: negative size ", s);
     total += s;
   }
-  check(total == a.size(d), "split: sizes ", shape_str(sizes), " add up to ", total, ", but dim ", d, " has size ",
+  check(total == a.size(d), "split: sizes ", sizes, " add up to ", total, ", but dim ", d, " has size ",
         a.size(d));
   std::vector<Tensor> out;
   int64_t at = 0;

@@ -45,7 +45,7 @@ struct RecomputeBackward : Node {
     check(y.defined() && y.shape() == output_shape && y.dtype() == dtype,
           "recompute_in_backward: the recomputed output is ", y.defined() ? dtype_name(y.dtype()) : "undefined",
           " of shape ", y.defined() ? shape_str(y.shape()) : std::string("()"), ", the first forward gave ",
-          dtype_name(dtype), " of shape ", shape_str(output_shape), ": fn must compute the same thing both times");
+          dtype_name(dtype), " of shape ", output_shape, ": fn must compute the same thing both times");
     // 3. Backward through it: parameters inside fn accumulate into their .grad, the inputs' gradients return.
     if (y.requires_grad()) y.backward(g);
     std::vector<Array> grads;

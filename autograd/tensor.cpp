@@ -59,8 +59,8 @@ const Array& Tensor::grad() const {
 
 void Tensor::set_grad(Array g) {
   check(defined(), "set_grad: the tensor is undefined");
-  check(!g.defined() || g.shape() == shape(), "set_grad: gradient of shape ", shape_str(g.shape()),
-        " for a tensor of shape ", shape_str(shape()));
+  check(!g.defined() || g.shape() == shape(), "set_grad: gradient of shape ", g.shape(),
+        " for a tensor of shape ", shape());
   check(!g.defined() || g.dtype() == dtype(), "set_grad: gradient is ", dtype_name(g.dtype()), ", the tensor is ",
         dtype_name(dtype()));
   impl_->grad = std::move(g);

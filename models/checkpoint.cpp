@@ -78,7 +78,7 @@ Array rng_to_array(const Generator::State& s) {
 
 Generator::State rng_from_array(const Array& a, const std::string& what) {
   check(a.dtype() == DType::I64 && a.shape() == Shape{6}, "optimizer state: ", what,
-        " must be 6 int64 words, got ", dtype_name(a.dtype()), " ", shape_str(a.shape()));
+        " must be 6 int64 words, got ", dtype_name(a.dtype()), " ", a.shape());
   std::vector<int64_t> w = a.to_ints();
   Generator::State s{};
   for (int i = 0; i < 4; ++i) s.s[i] = uint64_t(w[i]);

@@ -461,9 +461,9 @@ ImageSet make_image_set(const IdxFile& images, const IdxFile& labels, const std:
   check(labels.magic == 2049, "fashion-mnist: ", labels_source, ": magic number ", labels.magic,
         ", expected 2049 (labels: unsigned bytes, 1 dim)");
   check(images.dims.size() == 3 && images.dims[1] == 28 && images.dims[2] == 28, "fashion-mnist: ", images_source,
-        ": expected N x 28 x 28 images, got ", shape_str(images.dims));
+        ": expected N x 28 x 28 images, got ", images.dims);
   check(labels.dims.size() == 1, "fashion-mnist: ", labels_source, ": expected N labels, got ",
-        shape_str(labels.dims));
+        labels.dims);
   const int64_t n = images.dims[0];
   check(labels.dims[0] == n, "fashion-mnist: ", images_source, " has ", n, " images but ", labels_source, " has ",
         labels.dims[0], " labels");

@@ -412,7 +412,7 @@ Safetensors parse_safetensors(const uint8_t* data, size_t size, const std::strin
     info.end = off[1].get<uint64_t>();
     check(info.begin <= info.end, where, t, ": data_offsets ", off.dump(), " end before they begin");
     check(info.end - info.begin == bytes, where, t, ": data_offsets ", off.dump(), " span ", info.end - info.begin,
-          " bytes but ", dt.get<std::string>(), " ", shape_str(info.shape), " needs ", bytes);
+          " bytes but ", dt.get<std::string>(), " ", info.shape, " needs ", bytes);
     check(info.end <= data_size, where, t, ": data_offsets ", off.dump(), " go past the end of the data section (",
           data_size, " bytes): truncated file?");
     infos.push_back(std::move(info));

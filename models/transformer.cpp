@@ -114,7 +114,7 @@ GPT::GPT(const ModelConfig& cfg, uint64_t seed)
 
 Tensor GPT::forward(const Array& ids, KVCache* cache, std::vector<AttentionMaps>* maps) {
   check(ids.dtype() == DType::I64 && ids.ndim() == 2, "GPT: expected int64 token ids (B,T), got ",
-        dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
+        dtype_name(ids.dtype()), " ", ids.shape());
   const int64_t T = ids.size(1), start = cache ? cache->length() : 0;
   check(start + T <= cfg_.context, "GPT: ", start + T, " positions exceed the model's context of ", cfg_.context);
   Tensor x = add(tok_emb(ids), pos_emb(positions(start, T)));  // (B,T,C) + (T,C)
@@ -135,7 +135,7 @@ Encoder::Encoder(const ModelConfig& cfg, uint64_t seed)
 
 Tensor Encoder::forward(const Array& ids, std::vector<AttentionMaps>* maps) {
   check(ids.dtype() == DType::I64 && ids.ndim() == 2, "Encoder: expected int64 digits (B,T), got ",
-        dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
+        dtype_name(ids.dtype()), " ", ids.shape());
   const int64_t T = ids.size(1);
   check(T <= cfg_.context, "Encoder: sequence length ", T, " exceeds the model's ", cfg_.context);
   Tensor x = add(tok_emb(ids), pos_emb(positions(0, T)));  // (B,T,C)
@@ -157,7 +157,7 @@ ViT::ViT(const ModelConfig& cfg, uint64_t seed)
 
 Array patchify(const Array& images, int64_t p) {
   check(images.ndim() == 4 && images.size(1) == 1, "patchify: expected images (B,1,H,W), got ",
-        shape_str(images.shape()));
+        images.shape());
   const int64_t B = images.size(0), H = images.size(2), W = images.size(3);
   check(H % p == 0 && W % p == 0, "patchify: patch ", p, " does not divide ", H, "x", W);
   return images.reshape({B, H / p, p, W / p, p})  // (B,1,H,W) -> (B,H/p,p,W/p,p)

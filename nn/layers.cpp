@@ -15,7 +15,7 @@ Linear::Linear(int64_t in, int64_t out, Generator& gen, bool has_bias, double in
 
 Tensor Linear::forward(const Tensor& x) const {
   check(x.ndim() >= 1 && x.size(-1) == in_features, "Linear: expected input (..., ", in_features, "), got ",
-        shape_str(x.shape()));
+        x.shape());
   // = add(matmul(x, transpose(weight, 0, 1)), bias): (..., in) @ (in, out) + (out), in one op (autograd/ops.h)
   return linear(x, weight, bias);
 }
@@ -66,8 +66,8 @@ MLP::MLP(int64_t d, int64_t hidden, Generator& gen) : fc(d, hidden, gen), proj(h
 
 double accuracy(const Tensor& logits, const Array& targets, int64_t ignore_index) {
   Array pred = argmax(logits.data(), -1);
-  check(pred.shape() == targets.shape(), "accuracy: targets of shape ", shape_str(targets.shape()),
-        " do not match logits ", shape_str(logits.shape()));
+  check(pred.shape() == targets.shape(), "accuracy: targets of shape ", targets.shape(),
+        " do not match logits ", logits.shape());
   std::vector<int64_t> p = pred.to_ints(), t = targets.to_ints();
   int64_t hit = 0, count = 0;
   for (size_t i = 0; i < p.size(); ++i) {

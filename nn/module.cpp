@@ -75,13 +75,13 @@ void Module::load_state_dict(const NamedArrays& state) {
   for (auto& [n, t] : params) {
     known.insert(n);
     auto it = given.find(n);
-    check(it != given.end(), "load_state_dict: missing tensor ", n, " of shape ", shape_str(t.shape()));
-    check(it->second->shape() == t.shape(), "load_state_dict: ", n, ": expected shape ", shape_str(t.shape()),
-          ", got ", shape_str(it->second->shape()));
+    check(it != given.end(), "load_state_dict: missing tensor ", n, " of shape ", t.shape());
+    check(it->second->shape() == t.shape(), "load_state_dict: ", n, ": expected shape ", t.shape(),
+          ", got ", it->second->shape());
     check(it->second->dtype() != DType::I64, "load_state_dict: ", n, ": expected a floating-point tensor, got int64");
   }
   for (auto& [n, a] : state)
-    check(known.count(n), "load_state_dict: unexpected tensor ", n, " of shape ", shape_str(a.shape()),
+    check(known.count(n), "load_state_dict: unexpected tensor ", n, " of shape ", a.shape(),
           " (the model has no such parameter)");
   for (auto& [n, t] : params) {
     Array dst = t.data();
@@ -109,8 +109,8 @@ void Module::set_parameter(const std::string& name, const Tensor& t) {
   }
   for (auto& [n, p] : params_)
     if (n == name) {
-      check(t.shape() == p->shape(), "set_parameter: ", name, ": expected shape ", shape_str(p->shape()), ", got ",
-            shape_str(t.shape()));
+      check(t.shape() == p->shape(), "set_parameter: ", name, ": expected shape ", p->shape(), ", got ",
+            t.shape());
       *p = t;
       return;
     }

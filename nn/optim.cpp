@@ -79,8 +79,8 @@ void Optimizer::load_state(const NamedArrays& state) {
       for (size_t i = 0; i < g.params.size(); ++i)
         if (g.names[i] == param) match = &g.params[i];
     check(match != nullptr, "optimizer state: ", k, " names no parameter of this model");
-    check(a.shape() == match->shape(), "optimizer state: ", k, ": expected shape ", shape_str(match->shape()),
-          ", got ", shape_str(a.shape()));
+    check(a.shape() == match->shape(), "optimizer state: ", k, ": expected shape ", match->shape(),
+          ", got ", a.shape());
     bufs.emplace_back(k, a.to(match->dtype()).clone());
   }
   check(have_step, "optimizer state: missing 'step'");

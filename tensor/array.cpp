@@ -52,7 +52,6 @@ Array::Array(std::shared_ptr<Storage> storage, Shape shape, Strides strides, int
       dtype_(dtype) {}
 
 Array Array::empty(const Shape& shape, DType dtype) {
-  // if + fail, not check(): check() would format the shape on every call, and this runs for every new array.
   for (int64_t d : shape)
     if (d < 0) fail("empty: negative size in shape ", shape_str(shape));
   int64_t n = shape_numel(shape);
@@ -91,7 +90,7 @@ namespace {
 template <class T>
 Array from_vec(const std::vector<T>& v, const Shape& shape) {
   check(static_cast<int64_t>(v.size()) == shape_numel(shape), "from_vector: ", v.size(),
-        " values do not fill shape ", shape_str(shape));
+        " values do not fill shape ", shape);
   Array a = Array::empty(shape, dtype_of<T>());
   if (!v.empty()) std::memcpy(a.data<T>(), v.data(), v.size() * sizeof(T));
   return a;
@@ -148,7 +147,7 @@ bool Array::is_contiguous() const {
 namespace {
 int64_t element_offset(const Array& a, const std::vector<int64_t>& index, const char* op) {
   check(static_cast<int64_t>(index.size()) == a.ndim(), op, ": expected ", a.ndim(), " indices for shape ",
-        shape_str(a.shape()), ", got ", index.size());
+        a.shape(), ", got ", index.size());
   int64_t off = 0;
   for (size_t d = 0; d < index.size(); ++d) {
     int64_t i = index[d] < 0 ? index[d] + a.shape()[d] : index[d];
@@ -172,7 +171,7 @@ void Array::set(const std::vector<int64_t>& index, double value) {
 
 double Array::item() const {
   check(defined(), "item: the array is undefined");
-  check(numel() == 1, "item: expected a tensor with one element, got shape ", shape_str(shape_));
+  check(numel() == 1, "item: expected a tensor with one element, got shape ", shape_);
   return dispatch_all(dtype_, [&](auto z) -> double {
     using T = decltype(z);
     T v{};
@@ -215,7 +214,6 @@ std::vector<int64_t> Array::to_ints() const {
 
 Array Array::as_strided(const Shape& shape, const Strides& strides, int64_t offset) const {
   check(defined(), "as_strided: the array is undefined");
-  // if + fail where the message formats shapes: check() would format them on every call (views are hot).
   if (shape.size() != strides.size())
     fail("as_strided: shape ", shape_str(shape), " and strides ", shape_str(strides), " differ in length");
   // Every reachable element must lie inside the storage.
@@ -297,8 +295,8 @@ Array Array::view(Shape shape) const {
   check(defined(), "view: the array is undefined");
   shape = infer_shape(std::move(shape), numel(), "view", shape_);
   Strides st;
-  check(view_strides(shape_, strides_, shape, st), "view: cannot view ", shape_str(shape_), " with strides ",
-        shape_str(strides_), " as ", shape_str(shape), " without a copy; use reshape");
+  check(view_strides(shape_, strides_, shape, st), "view: cannot view ", shape_, " with strides ",
+        strides_, " as ", shape, " without a copy; use reshape");
   return Array(storage_, shape, st, offset_, dtype_);
 }
 
@@ -312,13 +310,13 @@ Array Array::reshape(Shape shape) const {
 
 Array Array::permute(const std::vector<int64_t>& dims) const {
   check(static_cast<int64_t>(dims.size()) == ndim(), "permute: expected ", ndim(), " dims for shape ",
-        shape_str(shape_), ", got ", shape_str(dims));
+        shape_, ", got ", dims);
   Shape sh(dims.size());
   Strides st(dims.size());
   std::vector<bool> seen(dims.size(), false);
   for (size_t i = 0; i < dims.size(); ++i) {
     int64_t d = wrap_dim(dims[i], ndim(), "permute");
-    check(!seen[d], "permute: dim ", dims[i], " appears twice in ", shape_str(dims));
+    check(!seen[d], "permute: dim ", dims[i], " appears twice in ", dims);
     seen[d] = true;
     sh[i] = shape_[d];
     st[i] = strides_[d];
@@ -377,7 +375,7 @@ Array Array::select(int64_t dim, int64_t index) const {
 }
 
 Array Array::expand(const Shape& shape) const {
-  if (shape.size() < shape_.size())  // if + fail: see as_strided
+  if (shape.size() < shape_.size())
     fail("expand: cannot expand ", shape_str(shape_), " to fewer dims ", shape_str(shape));
   size_t lead = shape.size() - shape_.size();
   Shape sh(shape.size());
@@ -416,7 +414,7 @@ Array Array::unsqueeze(int64_t dim) const {
 
 Array Array::squeeze(int64_t dim) const {
   dim = wrap_dim(dim, ndim(), "squeeze");
-  check(shape_[dim] == 1, "squeeze: dim ", dim, " of ", shape_str(shape_), " has size ", shape_[dim], ", not 1");
+  check(shape_[dim] == 1, "squeeze: dim ", dim, " of ", shape_, " has size ", shape_[dim], ", not 1");
   Shape sh = shape_;
   Strides st = strides_;
   sh.erase(sh.begin() + dim);
@@ -490,7 +488,7 @@ void Array::copy_(const Array& src) {
       int64_t hs = src.shape_[src.ndim() - i], hd = shape_[ndim() - i];
       ok = hs == hd || hs == 1;
     }
-    check(ok, "copy_: cannot broadcast src ", shape_str(src.shape_), " to destination ", shape_str(shape_));
+    check(ok, "copy_: cannot broadcast src ", src.shape_, " to destination ", shape_);
   }
   const int64_t total = numel();
   if (total == 0) return;

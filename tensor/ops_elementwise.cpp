@@ -98,15 +98,15 @@ template <class F>
 void inplace_op(Array& dst, const Array& src_in, const char* op, F f) {
   check_same_dtype(dst, src_in, op);
   for (size_t d = 0; d < dst.shape().size(); ++d)
-    check(dst.strides()[d] != 0 || dst.shape()[d] <= 1, op, ": the destination ", shape_str(dst.shape()),
+    check(dst.strides()[d] != 0 || dst.shape()[d] <= 1, op, ": the destination ", dst.shape(),
           " is an expanded view (stride 0 on dim ", d, "); several elements share one memory location");
   Array src = src_in;
-  check(src.ndim() <= dst.ndim(), op, ": cannot broadcast ", shape_str(src.shape()), " to the destination ",
-        shape_str(dst.shape()));
+  check(src.ndim() <= dst.ndim(), op, ": cannot broadcast ", src.shape(), " to the destination ",
+        dst.shape());
   for (int64_t i = 1; i <= src.ndim(); ++i) {
     const int64_t s = src.shape()[src.ndim() - i], d = dst.shape()[dst.ndim() - i];
-    check(s == d || s == 1, op, ": cannot broadcast ", shape_str(src.shape()), " to the destination ",
-          shape_str(dst.shape()));
+    check(s == d || s == 1, op, ": cannot broadcast ", src.shape(), " to the destination ",
+          dst.shape());
   }
   // A source that reads the destination's memory in another layout (add_(x, x.mT())) would see half-updated
   // values: read it from a copy.
@@ -373,8 +373,8 @@ Array masked_fill(const Array& a, const Array& mask, double value) {
   check_defined(a, "masked_fill");
   check_defined(mask, "masked_fill");
   const Shape shape = broadcast_shapes(a.shape(), mask.shape(), "masked_fill");
-  check(shape == a.shape(), "masked_fill: the mask ", shape_str(mask.shape()), " does not broadcast to ",
-        shape_str(a.shape()));
+  check(shape == a.shape(), "masked_fill: the mask ", mask.shape(), " does not broadcast to ",
+        a.shape());
   return dispatch_float(a.dtype(), "masked_fill", [&](auto z) {
     using T = decltype(z);
     const Array me = mask.expand(shape);

@@ -26,7 +26,7 @@ std::vector<int64_t> checked_ids(const Array& ids, int64_t rows, const char* op)
 
 void check_table(const Array& w, const char* op, const char* name) {
   check_defined(w, op);
-  check(w.ndim() == 2, op, ": expected ", name, " of shape (V,C), got ", shape_str(w.shape()));
+  check(w.ndim() == 2, op, ": expected ", name, " of shape (V,C), got ", w.shape());
 }
 
 }  // namespace
@@ -66,10 +66,10 @@ void embedding_backward_(Array& dweight, const Array& ids, const Array& grad) {
   const int64_t v = dweight.shape()[0], c = dweight.shape()[1];
   Shape want = ids.defined() ? ids.shape() : Shape{};
   want.push_back(c);
-  check(grad.shape() == want, op, ": expected grad of shape ", shape_str(want), " for ids ",
-        shape_str(ids.shape()), " and dweight ", shape_str(dweight.shape()), ", got ", shape_str(grad.shape()));
+  check(grad.shape() == want, op, ": expected grad of shape ", want, " for ids ",
+        ids.shape(), " and dweight ", dweight.shape(), ", got ", grad.shape());
   for (int64_t d = 0; d < 2; ++d)
-    check(dweight.strides()[d] != 0 || dweight.shape()[d] <= 1, op, ": dweight ", shape_str(dweight.shape()),
+    check(dweight.strides()[d] != 0 || dweight.shape()[d] <= 1, op, ": dweight ", dweight.shape(),
           " is an expanded view (stride 0 on dim ", d, ")");
   const std::vector<int64_t> id = checked_ids(ids, v, op);
   const int64_t n = static_cast<int64_t>(id.size());
@@ -102,7 +102,7 @@ Array index_select(const Array& a, int64_t dim, const Array& index) {
   const char* op = "index_select";
   check_defined(a, op);
   check_defined(index, op);
-  check(index.ndim() == 1, op, ": expected a 1-D index, got shape ", shape_str(index.shape()));
+  check(index.ndim() == 1, op, ": expected a 1-D index, got shape ", index.shape());
   const int64_t d = wrap_dim(dim, a.ndim(), op);
   const std::vector<int64_t> id = checked_ids(index, a.shape()[d], op);
   Shape shape = a.shape();
@@ -127,7 +127,7 @@ Array concat(const std::vector<Array>& parts, int64_t dim) {
           dtype_name(first.dtype()));
     bool same = p.ndim() == first.ndim();
     for (int64_t k = 0; same && k < p.ndim(); ++k) same = k == d || p.shape()[k] == first.shape()[k];
-    check(same, op, ": shapes ", shape_str(first.shape()), " and ", shape_str(p.shape()), " (parts 0 and ", i,
+    check(same, op, ": shapes ", first.shape(), " and ", p.shape(), " (parts 0 and ", i,
           ") differ outside dim ", d);
     shape[d] += p.shape()[d];
   }

@@ -22,12 +22,12 @@ Array matmul(const Array& a_in, const Array& b_in) {
   const char* op = "matmul";
   detail::check_same_dtype(a_in, b_in, op);
   check(a_in.ndim() >= 1 && b_in.ndim() >= 1, op, ": both operands need at least 1 dim, got ",
-        shape_str(a_in.shape()), " @ ", shape_str(b_in.shape()));
+        a_in.shape(), " @ ", b_in.shape());
   const bool a_vec = a_in.ndim() == 1, b_vec = b_in.ndim() == 1;
   const Array a = a_vec ? a_in.unsqueeze(0) : a_in;   // (K,) -> (1,K)
   const Array b = b_vec ? b_in.unsqueeze(1) : b_in;   // (K,) -> (K,1)
   const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
-  check(b.size(-2) == K, op, ": inner dims differ: ", shape_str(a_in.shape()), " @ ", shape_str(b_in.shape()));
+  check(b.size(-2) == K, op, ": inner dims differ: ", a_in.shape(), " @ ", b_in.shape());
 
   // Batch dims: broadcast, then each operand expanded to them (stride 0 where it broadcasts).
   const Shape a_batch(a.shape().begin(), a.shape().end() - 2), b_batch(b.shape().begin(), b.shape().end() - 2);
@@ -90,13 +90,13 @@ Array matmul(const Array& a_in, const Array& b_in) {
 Array linear(const Array& x_in, const Array& w, const Array& b) {
   const char* op = "linear";
   detail::check_same_dtype(x_in, w, op);
-  check(w.ndim() == 2, op, ": the weight must be (out, in), got ", shape_str(w.shape()));
-  check(x_in.ndim() >= 1 && x_in.size(-1) == w.size(1), op, ": input ", shape_str(x_in.shape()),
-        " does not end in the weight's ", w.size(1), " inputs (weight ", shape_str(w.shape()), ")");
+  check(w.ndim() == 2, op, ": the weight must be (out, in), got ", w.shape());
+  check(x_in.ndim() >= 1 && x_in.size(-1) == w.size(1), op, ": input ", x_in.shape(),
+        " does not end in the weight's ", w.size(1), " inputs (weight ", w.shape(), ")");
   if (b.defined()) {
     detail::check_same_dtype(x_in, b, op);
-    check(b.ndim() == 1 && b.size(0) == w.size(0), op, ": bias ", shape_str(b.shape()), " for ", w.size(0),
-          " outputs (weight ", shape_str(w.shape()), ")");
+    check(b.ndim() == 1 && b.size(0) == w.size(0), op, ": bias ", b.shape(), " for ", w.size(0),
+          " outputs (weight ", w.shape(), ")");
   }
   const int64_t in = w.size(1), out_features = w.size(0);
   const Array x = x_in.contiguous();  // (..., in) as (rows, in); a copy only for a strided input

@@ -93,7 +93,7 @@ Array softmax_impl(const Array& a, int64_t dim, const char* op) {
 template <bool kLog>
 Array softmax_backward_impl(const Array& y, const Array& grad, int64_t dim, const char* op) {
   check_same_dtype(y, grad, op);
-  check(y.shape() == grad.shape(), op, ": y ", shape_str(y.shape()), " and grad ", shape_str(grad.shape()),
+  check(y.shape() == grad.shape(), op, ": y ", y.shape(), " and grad ", grad.shape(),
         " differ in shape");
   if (y.ndim() == 0) {
     wrap_dim(dim, 1, op);
@@ -224,14 +224,14 @@ void for_each_attention_row(const Shape& shape, bool causal, Row&& row) {
 void check_attention_softmax_args(const Array& x, bool causal, const char* op) {
   check_defined(x, op);
   check(x.ndim() >= (causal ? 2 : 1), op, ": expected ", causal ? "(..., T, S) scores (at least 2 dims)" :
-        "at least 1 dim", ", got shape ", shape_str(x.shape()));
+        "at least 1 dim", ", got shape ", x.shape());
 }
 
 void check_vector_param(const Array& p, const Array& x, int64_t c, const char* op, const char* name) {
   if (!p.defined()) return;
   check(p.dtype() == x.dtype(), op, ": ", name, " is ", dtype_name(p.dtype()), " but x is ", dtype_name(x.dtype()));
   check(p.ndim() == 1 && p.shape()[0] == c, op, ": expected ", name, " of shape (", c, ",) for x ",
-        shape_str(x.shape()), ", got ", shape_str(p.shape()));
+        x.shape(), ", got ", p.shape());
 }
 
 // Sums grad-like (..., C) over every dim but the last: (C,).
@@ -276,7 +276,7 @@ Array scaled_causal_softmax(const Array& x, double scale, bool causal) {
 Array scaled_causal_softmax_backward(const Array& p, const Array& grad, double scale, bool causal) {
   const char* op = "scaled_causal_softmax_backward";
   check_same_dtype(p, grad, op);
-  check(p.shape() == grad.shape(), op, ": p ", shape_str(p.shape()), " and grad ", shape_str(grad.shape()),
+  check(p.shape() == grad.shape(), op, ": p ", p.shape(), " and grad ", grad.shape(),
         " differ in shape");
   check_attention_softmax_args(p, causal, op);
   const Array pc = p.contiguous(), gc = grad.contiguous();
@@ -394,9 +394,9 @@ void layer_norm_backward_row(const T* g, int64_t sg, const T* x, int64_t sx, con
 LayerNormOut layer_norm(const Array& x, const Array& weight, const Array& bias, double eps) {
   const char* op = "layer_norm";
   check_defined(x, op);
-  check(x.ndim() >= 1, op, ": expected at least 1 dim, got shape ", shape_str(x.shape()));
+  check(x.ndim() >= 1, op, ": expected at least 1 dim, got shape ", x.shape());
   const int64_t nd = x.ndim(), c = x.shape()[nd - 1];
-  check(c > 0, op, ": the last dim of ", shape_str(x.shape()), " is empty");
+  check(c > 0, op, ": the last dim of ", x.shape(), " is empty");
   check(eps >= 0, op, ": expected eps >= 0, got ", eps);
   check_vector_param(weight, x, c, op, "weight");
   check_vector_param(bias, x, c, op, "bias");
@@ -429,12 +429,12 @@ LayerNormGrads layer_norm_backward(const Array& grad, const Array& x, const Arra
   check_same_dtype(grad, x, op);
   check_same_dtype(mean, x, op);
   check_same_dtype(rstd, x, op);
-  check(x.ndim() >= 1 && grad.shape() == x.shape(), op, ": grad ", shape_str(grad.shape()), " and x ",
-        shape_str(x.shape()), " differ in shape");
+  check(x.ndim() >= 1 && grad.shape() == x.shape(), op, ": grad ", grad.shape(), " and x ",
+        x.shape(), " differ in shape");
   const int64_t nd = x.ndim(), c = x.shape()[nd - 1];
   const Shape rows = detail::drop_dim(x.shape(), nd - 1);
-  check(mean.shape() == rows && rstd.shape() == rows, op, ": expected mean and rstd of shape ", shape_str(rows),
-        ", got ", shape_str(mean.shape()), " and ", shape_str(rstd.shape()));
+  check(mean.shape() == rows && rstd.shape() == rows, op, ": expected mean and rstd of shape ", rows,
+        ", got ", mean.shape(), " and ", rstd.shape());
   check_vector_param(weight, x, c, op, "weight");
   return dispatch_float(x.dtype(), op, [&](auto z) {
     using T = decltype(z);
@@ -474,10 +474,10 @@ namespace {
 void check_ce_args(const Array& logits, const Array& targets, int64_t ignore_index, const char* op) {
   check_defined(logits, op);
   check_defined(targets, op);
-  check(logits.ndim() == 2, op, ": expected logits of shape (N,C), got ", shape_str(logits.shape()));
+  check(logits.ndim() == 2, op, ": expected logits of shape (N,C), got ", logits.shape());
   check(targets.dtype() == DType::I64, op, ": expected int64 targets, got ", dtype_name(targets.dtype()));
   check(targets.ndim() == 1 && targets.shape()[0] == logits.shape()[0], op, ": expected targets of shape (",
-        logits.shape()[0], ",) for logits ", shape_str(logits.shape()), ", got ", shape_str(targets.shape()));
+        logits.shape()[0], ",) for logits ", logits.shape(), ", got ", targets.shape());
   const int64_t n = logits.shape()[0], c = logits.shape()[1], st = targets.strides()[0];
   const int64_t* t = targets.data<int64_t>();
   for (int64_t i = 0; i < n; ++i) {  // checked up front: kernels on threads must not throw
@@ -551,7 +551,7 @@ Array cross_entropy_backward(const Array& logits, const Array& targets, const Ar
   check_ce_args(logits, targets, ignore_index, op);
   check_same_dtype(logits, lse, op);
   check(lse.ndim() == 1 && lse.shape()[0] == logits.shape()[0], op, ": expected lse of shape (", logits.shape()[0],
-        ",), got ", shape_str(lse.shape()));
+        ",), got ", lse.shape());
   check(count >= 0, op, ": expected count >= 0, got ", count);
   return dispatch_float(logits.dtype(), op, [&](auto z) {
     using T = decltype(z);

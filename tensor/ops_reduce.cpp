@@ -24,7 +24,7 @@ std::vector<bool> reduce_mask(const Array& a, const std::vector<int64_t>& dims, 
   std::vector<bool> mask(a.shape().size(), dims.empty());
   for (int64_t d : dims) {
     const int64_t w = wrap_dim(d, a.ndim(), op);
-    check(!mask[w], op, ": dim ", d, " appears twice in ", shape_str(dims));
+    check(!mask[w], op, ": dim ", d, " appears twice in ", dims);
     mask[w] = true;
   }
   return mask;
@@ -170,7 +170,7 @@ Array max_along(const Array& a, int64_t dim, bool keepdim, const char* op) {
     return kArg ? Array::scalar(0.0, DType::I64) : a.clone();
   }
   const int64_t len = a.shape()[d];
-  check(len > 0, op, ": cannot reduce over dim ", dim, " of size 0 in ", shape_str(a.shape()));
+  check(len > 0, op, ": cannot reduce over dim ", dim, " of size 0 in ", a.shape());
   return dispatch_float(a.dtype(), op, [&](auto z) {
     using T = decltype(z);
     Shape oshape = a.shape();
@@ -216,7 +216,7 @@ Array argmax(const Array& a, int64_t dim, bool keepdim) { return max_along<true>
 
 double max_all(const Array& a) {
   check_defined(a, "max_all");
-  check(a.numel() > 0, "max_all: expected a non-empty array, got shape ", shape_str(a.shape()));
+  check(a.numel() > 0, "max_all: expected a non-empty array, got shape ", a.shape());
   return dispatch_float(a.dtype(), "max_all", [&](auto z) {
     using T = decltype(z);
     const T* x = a.data<T>();
@@ -250,7 +250,7 @@ Array sum_to(const Array& a, const Shape& shape) {
     if (want == 1) dims.push_back(d);
     else ok = false;
   }
-  check(ok, "sum_to: cannot reduce ", shape_str(a.shape()), " to ", shape_str(shape),
+  check(ok, "sum_to: cannot reduce ", a.shape(), " to ", shape,
         " (the target must broadcast to the source)");
   if (dims.empty()) return a.clone();  // a new array, as every kernel returns
   return sum(a, dims, false).reshape(shape);

@@ -1,6 +1,7 @@
 #include "tensor/shape.h"
 
 #include <algorithm>
+#include <ostream>
 
 #include "tensor/error.h"
 
@@ -15,6 +16,8 @@ std::string shape_str(const Shape& s) {
   if (s.size() == 1) out += ",";
   return out + ")";
 }
+
+std::ostream& operator<<(std::ostream& os, const Shape& shape) { return os << shape_str(shape); }
 
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;

@@ -50,7 +50,7 @@ Array append(Array& store, const Array& fresh, int64_t at, int64_t capacity) {
 
 Tensor Attention::forward(const Tensor& x, LayerKVCache* cache, AttentionMaps* maps) {
   check(x.ndim() == 3 && x.size(2) == cfg_.d_model, "attention: expected input (B,T,", cfg_.d_model, "), got ",
-        shape_str(x.shape()));
+        x.shape());
   Projections p = project(x);                              // q (B,T,H*D), k and v (B,T,Hkv*D)
   const bool v_is_k = p.v.impl() == p.k.impl();
   Tensor q = split_heads(p.q, cfg_.n_heads);               // (B,H,T,D)

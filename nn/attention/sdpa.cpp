@@ -27,11 +27,11 @@ Array causal_mask(int64_t T, int64_t S, DType dtype) {
 namespace {
 void check_attention_shapes(const Tensor& q, const Tensor& k, const Tensor& v) {
   check(q.ndim() == 4 && k.ndim() == 4 && v.ndim() == 4, "attention: expected q, k, v of rank 4 (B,H,T,D), got ",
-        shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
+        q.shape(), ", ", k.shape(), ", ", v.shape());
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), S = k.size(2);
-  check(k.shape() == v.shape(), "attention: k ", shape_str(k.shape()), " and v ", shape_str(v.shape()), " differ");
-  check(k.size(0) == B && k.size(3) == D, "attention: q ", shape_str(q.shape()), " and k ", shape_str(k.shape()),
+  check(k.shape() == v.shape(), "attention: k ", k.shape(), " and v ", v.shape(), " differ");
+  check(k.size(0) == B && k.size(3) == D, "attention: q ", q.shape(), " and k ", k.shape(),
         " disagree on batch or head size");
   check(Hkv > 0 && H % Hkv == 0, "attention: ", Hkv, " KV heads do not divide ", H, " query heads");
   check(S >= T, "attention: ", S, " keys for ", T, " queries; a causal query needs its own key");

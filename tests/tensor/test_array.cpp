@@ -954,3 +954,17 @@ TEST_CASE("Storage::live_count returns to its baseline", "[array][storage]") {
   REQUIRE(Storage::live_count() == base_count);
   REQUIRE(Storage::live_bytes() == base_bytes);
 }
+
+TEST_CASE("a shape given to check() prints in its message as shape_str writes it", "[array][error]") {
+  // check(ok, "got ", x.shape()) formats the shape only when ok is false (tensor/error.h).
+  for (const Shape& s : {Shape{}, Shape{5}, Shape{4, 3}, Shape{2, 0, 7}}) {
+    INFO(shape_str(s));
+    CHECK_THROWS_WITH(check(false, "got ", s, "."), "got " + shape_str(s) + ".");
+    CHECK_NOTHROW(check(true, "got ", s));
+  }
+  CHECK(shape_str({}) == "()");
+  CHECK(shape_str({5}) == "(5,)");
+  CHECK(shape_str({4, 3}) == "(4,3)");
+  // An op's message, shapes and all.
+  CHECK_THROWS_WITH(Array::ones({2, 3}).permute({0, 0}), "permute: dim 0 appears twice in (0,0)");
+}
