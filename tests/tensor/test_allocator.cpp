@@ -46,6 +46,36 @@ TEST_CASE("allocator: big blocks are aligned, writable and reused by size", "[al
   CHECK(allocator_stats().cached_bytes == 0);
 }
 
+TEST_CASE("allocator: a freed small block comes back for the next request of its size, up to 2 MiB a thread",
+          "[allocator]") {
+  if (!have_pool()) return;
+  release_cached_blocks();  // this thread's small-block cache starts empty
+  void* a = allocate_block(1000);
+  CHECK(reinterpret_cast<uintptr_t>(a) % 64 == 0);
+  free_block(a, 1000);
+  void* b = allocate_block(1020);  // the same 64-byte step (1024): the cached block
+  CHECK(b == a);
+  void* c = allocate_block(1000);  // none cached now: a new one
+  CHECK(c != b);
+  free_block(b, 1020);
+  free_block(c, 1000);
+  release_cached_blocks();
+  // 48 blocks of 64 KiB freed: the first 32 (2 MiB) wait in the cache, the rest go back to malloc; the cache hands
+  // its blocks back last in, first out, so the next request gets the 32nd.
+  const size_t kb64 = size_t{64} << 10;
+  std::vector<void*> blocks(48);
+  for (void*& p : blocks) p = allocate_block(kb64);
+  for (void* p : blocks) free_block(p, kb64);
+  std::vector<void*> got;
+  for (int i = 31; i >= 0; --i) {
+    got.push_back(allocate_block(kb64));
+    CHECK(got.back() == blocks[size_t(i)]);
+    std::memset(got.back(), 0xab, kb64);
+  }
+  for (void* p : got) free_block(p, kb64);
+  release_cached_blocks();
+}
+
 TEST_CASE("allocator: what is mapped never exceeds the most bytes ever live at once", "[allocator]") {
   if (!have_pool()) return;
   release_cached_blocks();
