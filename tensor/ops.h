@@ -121,6 +121,9 @@ Array log_softmax_backward(const Array& y, const Array& grad, int64_t dim);  // 
 // masked entries, so a non-finite g there is ignored where the chain would spread 0 * inf = NaN over the row.
 Array scaled_causal_softmax(const Array& x, double scale, bool causal);
 Array scaled_causal_softmax_backward(const Array& p, const Array& grad, double scale, bool causal);
+// The same two, written over x and over grad (each contiguous): the same bits, one (..., T, S) array fewer.
+void scaled_causal_softmax_(Array& x, double scale, bool causal);
+void scaled_causal_softmax_backward_(const Array& p, Array& grad, double scale, bool causal);
 
 // ---- layer norm over the last dim ----
 // Biased variance (as PyTorch). Statistics in double; the mean is computed shifted by the row's first element, so a

@@ -255,44 +255,73 @@ Array log_softmax_backward(const Array& y, const Array& grad, int64_t dim) {
   return softmax_backward_impl<true>(y, grad, dim, "log_softmax_backward");
 }
 
-Array scaled_causal_softmax(const Array& x, double scale, bool causal) {
-  const char* op = "scaled_causal_softmax";
-  check_attention_softmax_args(x, causal, op);
-  const Array xc = x.contiguous();  // the kernel walks contiguous rows; a strided view is packed once
-  return dispatch_float(x.dtype(), op, [&](auto z) {
+namespace {
+// Both softmax kernels read each row before writing it, at the same or a later index: out may be the input.
+void causal_softmax_into(const Array& x, Array& out, double scale, bool causal, const char* op) {
+  dispatch_float(x.dtype(), op, [&](auto z) {
     using T = decltype(z);
-    Array out = Array::empty(x.shape(), x.dtype());
-    const T* xp = xc.data<T>();
+    const T* xp = x.data<T>();
     T* yp = out.data<T>();
     const int64_t S = x.shape().back();
     const T sc = static_cast<T>(scale);
     for_each_attention_row(x.shape(), causal, [&](int64_t r, int64_t n) {
       scaled_causal_softmax_row(xp + r * S, yp + r * S, n, S, sc);
     });
-    return out;
   });
 }
 
-Array scaled_causal_softmax_backward(const Array& p, const Array& grad, double scale, bool causal) {
-  const char* op = "scaled_causal_softmax_backward";
-  check_same_dtype(p, grad, op);
-  check(p.shape() == grad.shape(), op, ": p ", p.shape(), " and grad ", grad.shape(),
-        " differ in shape");
-  check_attention_softmax_args(p, causal, op);
-  const Array pc = p.contiguous(), gc = grad.contiguous();
-  return dispatch_float(p.dtype(), op, [&](auto z) {
+void causal_softmax_backward_into(const Array& p, const Array& grad, Array& out, double scale, bool causal,
+                                  const char* op) {
+  dispatch_float(p.dtype(), op, [&](auto z) {
     using T = decltype(z);
-    Array out = Array::empty(p.shape(), p.dtype());
-    const T* pp = pc.data<T>();
-    const T* gp = gc.data<T>();
+    const T* pp = p.data<T>();
+    const T* gp = grad.data<T>();
     T* dp = out.data<T>();
     const int64_t S = p.shape().back();
     const T sc = static_cast<T>(scale);
     for_each_attention_row(p.shape(), causal, [&](int64_t r, int64_t n) {
       scaled_causal_softmax_backward_row(pp + r * S, gp + r * S, dp + r * S, n, S, sc);
     });
-    return out;
   });
+}
+
+void check_softmax_backward_args(const Array& p, const Array& grad, bool causal, const char* op) {
+  check_same_dtype(p, grad, op);
+  check(p.shape() == grad.shape(), op, ": p ", p.shape(), " and grad ", grad.shape(), " differ in shape");
+  check_attention_softmax_args(p, causal, op);
+}
+}  // namespace
+
+Array scaled_causal_softmax(const Array& x, double scale, bool causal) {
+  const char* op = "scaled_causal_softmax";
+  check_attention_softmax_args(x, causal, op);
+  const Array xc = x.contiguous();  // the kernel walks contiguous rows; a strided view is packed once
+  Array out = Array::empty(x.shape(), x.dtype());
+  causal_softmax_into(xc, out, scale, causal, op);
+  return out;
+}
+
+void scaled_causal_softmax_(Array& x, double scale, bool causal) {
+  const char* op = "scaled_causal_softmax_";
+  check_attention_softmax_args(x, causal, op);
+  check(x.is_contiguous(), op, ": expected a contiguous array, got strides ", x.strides());
+  causal_softmax_into(x, x, scale, causal, op);
+}
+
+Array scaled_causal_softmax_backward(const Array& p, const Array& grad, double scale, bool causal) {
+  const char* op = "scaled_causal_softmax_backward";
+  check_softmax_backward_args(p, grad, causal, op);
+  const Array pc = p.contiguous(), gc = grad.contiguous();
+  Array out = Array::empty(p.shape(), p.dtype());
+  causal_softmax_backward_into(pc, gc, out, scale, causal, op);
+  return out;
+}
+
+void scaled_causal_softmax_backward_(const Array& p, Array& grad, double scale, bool causal) {
+  const char* op = "scaled_causal_softmax_backward_";
+  check_softmax_backward_args(p, grad, causal, op);
+  check(grad.is_contiguous(), op, ": expected a contiguous grad, got strides ", grad.strides());
+  causal_softmax_backward_into(p.contiguous(), grad, grad, scale, causal, op);
 }
 
 // ---------------------------------------------------------------- layer norm

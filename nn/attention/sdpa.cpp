@@ -3,6 +3,8 @@
 #include <cmath>
 #include <vector>
 
+#include "autograd/node.h"
+
 namespace qkvlab {
 
 Array causal_mask(int64_t T, int64_t S, DType dtype) {
@@ -54,9 +56,76 @@ Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, bo
   return reshape(matmul(reshape(p, {B, Hkv, G, T, S}), vg), {B, H, T, D});        // (B,H,T,D)
 }
 
+namespace {
+// The attention core without a score bias, on Arrays, step by step as scaled_dot_product_attention below runs it
+// on Tensors (the same views, the same kernels, in the same order), so that what AttentionBackward computes
+// again in backward is bit for bit what forward computed.
+struct Core {
+  int64_t B, H, T, D, Hkv, S, G;
+  double scale;
+  bool causal;
+  Array qg, kg, vg;  // (B,Hkv,G,T,D), (B,Hkv,1,S,D), (B,Hkv,1,S,D)
+
+  Core(const Array& q, const Array& k, const Array& v, bool causal_)
+      : B(q.size(0)), H(q.size(1)), T(q.size(2)), D(q.size(3)), Hkv(k.size(1)), S(k.size(2)), G(H / Hkv),
+        scale(1.0 / std::sqrt(double(D))), causal(causal_), qg(q.reshape({B, Hkv, G, T, D})),
+        kg(k.reshape({B, Hkv, 1, S, D})), vg(v.reshape({B, Hkv, 1, S, D})) {}
+  Array probs() const {  // (B,H,T,S): the softmax written over the scores, which nothing else holds
+    Array p = matmul(qg, kg.mT()).reshape({B, H, T, S});
+    scaled_causal_softmax_(p, scale, causal);
+    return p;
+  }
+};
+
+// Backward of attention that saved only q, k and v: the probabilities (B,H,T,S), the largest activation of a
+// block (8 MB a layer for the `small` GPT: B 32, 4 heads, T 128), are made again from q and k when backward
+// reaches the layer, instead of being kept from forward to backward. It costs one more q k^T and softmax a layer.
+// The gradients are those of the chain of ops (matmul, softmax, matmul) with every backward as its own node
+// (autograd/ops_matmul.cpp, ops_nn.cpp), bit for bit: the same products, in the same order.
+//   out = P V                      dP = dout V^T              dV = P^T dout         (summed over the G heads)
+//   P = softmax(q k^T * scale)     dS = scale P (dP - rowsum(dP P))
+//                                  dq = dS k                  dk = (q^T dS)^T       (summed over the G heads)
+struct AttentionBackward : Node {
+  Array q, k, v;  // as given: (B,H,T,D), (B,Hkv,S,D), (B,Hkv,S,D); v may be k itself (Q-K=V)
+  bool causal = true;
+  const char* name() const override { return "AttentionBackward"; }
+  std::vector<Array> backward(const Array& g) override {  // g: (B,H,T,D)
+    const Core c(q, k, v, causal);
+    const Array g5 = g.reshape({c.B, c.Hkv, c.G, c.T, c.D});
+    auto reduce_to = [](Array x, const Shape& shape) { return x.shape() == shape ? x : sum_to(x, shape); };
+    Array p = c.probs();  // made again
+    Array dq, dk, dv;
+    if (needs_grad(2)) dv = reduce_to(matmul(p.reshape({c.B, c.Hkv, c.G, c.T, c.S}).mT(), g5), c.vg.shape());
+    if (needs_grad(0) || needs_grad(1)) {
+      Array ds = matmul(g5, c.vg.mT()).reshape({c.B, c.H, c.T, c.S});  // dP, made into dS in place
+      scaled_causal_softmax_backward_(p, ds, c.scale, c.causal);
+      p = Array();  // 8 MB a layer of `small` gone before the two products
+      ds = ds.reshape({c.B, c.Hkv, c.G, c.T, c.S});
+      if (needs_grad(0)) dq = reduce_to(matmul(ds, c.kg), c.qg.shape());
+      if (needs_grad(1)) dk = reduce_to(matmul(c.qg.mT(), ds), {c.B, c.Hkv, 1, c.D, c.S}).mT();
+    }
+    return {dq.defined() ? dq.reshape(q.shape()) : dq, dk.defined() ? dk.reshape(k.shape()) : dk,
+            dv.defined() ? dv.reshape(v.shape()) : dv};
+  }
+  void release_saved() override { q = k = v = Array(); }
+};
+}  // namespace
+
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                                     const ScoreBias& score_bias, AttentionMaps* maps) {
   check_attention_shapes(q, k, v);
+  if (!score_bias && !maps) {  // one op that keeps only q, k and v for backward (AttentionBackward above)
+    ProfileScope prof("attention");
+    const Core c(q.data(), k.data(), v.data(), causal);
+    Array out = matmul(c.probs().reshape({c.B, c.Hkv, c.G, c.T, c.S}), c.vg).reshape({c.B, c.H, c.T, c.D});
+    return record<AttentionBackward>(out, {&q, &k, &v}, Loc::current(), [&](AttentionBackward& n) {
+      n.q = q.data();
+      n.k = k.data();
+      n.v = v.data();
+      n.causal = causal;
+    });
+  }
+  // With a score bias ((X)+) or maps to fill: the chain of ops, each with its own backward node.
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), S = k.size(2);
   const int64_t G = H / Hkv;  // query heads per KV head

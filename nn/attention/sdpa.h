@@ -39,6 +39,10 @@ struct AttentionMaps {
 // scaled_dot_product_attention below computes the same thing with scale, mask and softmax fused into one op
 // (scaled_causal_softmax): the same output, maps and gradients, bit for bit in float32, because the fused op
 // does the chain's arithmetic in the chain's order (tensor/ops.h). tests/nn/test_attention.cpp holds it to that.
+// Without a score bias and without maps (every training step of QKV, Q-K=V, Q=K-V, Q=K=V, GQA and MQA), it also
+// records the whole product-softmax-product as one node, AttentionBackward, which keeps only q, k and v and makes
+// the probabilities again in backward: 8 MB fewer saved a layer of the `small` GPT, for one more q k^T and softmax
+// a layer, with the chain's gradients bit for bit (nn/attention/sdpa.cpp).
 Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                            const ScoreBias& score_bias = nullptr, AttentionMaps* maps = nullptr);
 

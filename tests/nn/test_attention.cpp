@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "autograd/gradcheck.h"
+#include "autograd/node.h"
 #include "models/transformer.h"
 #include "nn/attention/registry.h"
 
@@ -255,5 +256,76 @@ TEST_CASE("attention with the fused softmax equals the unfused chain: output, ma
     CHECK(max_abs_diff(f.k.grad(), u.k.grad()) == 0.0);
     CHECK(max_abs_diff(f.v.grad(), u.v.grad()) == 0.0);
     if (c.bias) CHECK(max_abs_diff(f.w.grad(), u.w.grad()) == 0.0);
+  }
+}
+
+// Without maps or a score bias, scaled_dot_product_attention records one node, AttentionBackward, that keeps q, k
+// and v and makes the probabilities again in backward (nn/attention/sdpa.cpp); asked for maps, it runs the chain
+// of ops, which keeps them. Both must give the same bits.
+TEST_CASE("attention that keeps no probabilities gives the chain's output and gradients bit for bit",
+          "[attention][attention_softmax]") {
+  struct Case {
+    int64_t H, Hkv, T, S;
+    bool causal, v_is_k;
+  };
+  for (const Case c : {Case{4, 4, 5, 5, true, false}, Case{4, 2, 5, 5, true, false}, Case{2, 1, 6, 6, false, false},
+                       Case{4, 4, 5, 5, true, true}, Case{4, 2, 6, 6, false, true}, Case{4, 2, 3, 7, true, false},
+                       Case{2, 2, 1, 1, true, false}}) {
+    INFO("H " << c.H << " Hkv " << c.Hkv << " T " << c.T << " S " << c.S << (c.causal ? " causal" : "")
+              << (c.v_is_k ? " v is k" : ""));
+    Generator gen(53);
+    const int64_t B = 2, D = 8;
+    const Array qa = Array::normal({B, c.H, c.T, D}, gen), ka = Array::normal({B, c.Hkv, c.S, D}, gen),
+                va = Array::normal({B, c.Hkv, c.S, D}, gen), up = Array::normal({B, c.H, c.T, D}, gen);
+    struct Run {
+      Tensor q, k, v;
+      Array out;
+      std::string node;
+      int64_t kept_bytes;  // what forward left alive besides its output
+    };
+    auto run = [&](bool keep_probs) {
+      Run r{Tensor(qa.clone(), true), Tensor(ka.clone(), true), Tensor(va.clone(), true), Array(), "", 0};
+      if (c.v_is_k) r.v = r.k;
+      AttentionMaps maps;
+      const int64_t before = Storage::live_bytes();
+      Tensor out = scaled_dot_product_attention(r.q, r.k, r.v, c.causal, nullptr, keep_probs ? &maps : nullptr);
+      maps = AttentionMaps();  // the caller's copies go; what stays is the graph's
+      r.kept_bytes = Storage::live_bytes() - before - out.numel() * int64_t(sizeof(float));
+      r.node = out.grad_fn()->name();
+      sum(out * Tensor(up)).backward();
+      r.out = out.data();
+      return r;
+    };
+    Run f = run(false), u = run(true);
+    CHECK(f.node == "AttentionBackward");
+    CHECK(u.node != "AttentionBackward");
+    CHECK(f.kept_bytes == 0);  // nothing but the output: q, k, v were alive already
+    CHECK(u.kept_bytes >= B * c.H * c.T * c.S * int64_t(sizeof(float)));  // the chain keeps the probabilities
+    CHECK(max_abs_diff(f.out, u.out) == 0.0);
+    CHECK(max_abs_diff(f.q.grad(), u.q.grad()) == 0.0);
+    CHECK(max_abs_diff(f.k.grad(), u.k.grad()) == 0.0);
+    if (!c.v_is_k) CHECK(max_abs_diff(f.v.grad(), u.v.grad()) == 0.0);
+  }
+}
+
+TEST_CASE("AttentionBackward agrees with finite differences in double precision", "[attention][gradcheck]") {
+  for (bool v_is_k : {false, true}) {
+    for (int64_t Hkv : {4, 2, 1}) {
+      INFO("Hkv " << Hkv << (v_is_k ? " v is k" : ""));
+      Generator gen(59);
+      std::vector<Array> inputs{Array::normal({2, 4, 3, 5}, gen, 0.0, 1.0, DType::F64),
+                                Array::normal({2, Hkv, 3, 5}, gen, 0.0, 1.0, DType::F64)};
+      if (!v_is_k) inputs.push_back(Array::normal({2, Hkv, 3, 5}, gen, 0.0, 1.0, DType::F64));
+      GradcheckResult r = gradcheck(
+          [&](const std::vector<Tensor>& xs) {
+            Tensor out = scaled_dot_product_attention(xs[0], xs[1], v_is_k ? xs[1] : xs[2], true);
+            // (no grad_fn where gradcheck evaluates without recording)
+            if (out.grad_fn()) CHECK(std::string(out.grad_fn()->name()) == "AttentionBackward");
+            return out;
+          },
+          inputs, "attention");
+      INFO(r.message);
+      CHECK(r.ok);
+    }
   }
 }

@@ -220,6 +220,31 @@ TEST_CASE("scaled_causal_softmax is the chain softmax(masked_fill(x * scale)) bi
   }
 }
 
+TEST_CASE("scaled_causal_softmax_ and scaled_causal_softmax_backward_ write the copying ops' bits over their input",
+          "[ops][attention_softmax]") {
+  Generator gen(43);
+  for (DType dt : {DType::F32, DType::F64}) {
+    for (const Shape& shape : std::vector<Shape>{{2, 3, 5, 5}, {1, 2, 3, 7}, {1, 1, 33, 33}, {1, 1, 5, 3}}) {
+      for (bool causal : {true, false}) {
+        INFO(dtype_name(dt) << " " << shape_str(shape) << (causal ? " causal" : ""));
+        const Array x = Array::normal(shape, gen).to(dt), g = Array::normal(shape, gen).to(dt);
+        const Array p = scaled_causal_softmax(x, 0.3, causal);
+        Array in_place = x.clone();
+        scaled_causal_softmax_(in_place, 0.3, causal);
+        CHECK(in_place.to_vector() == p.to_vector());
+        const Array dx = scaled_causal_softmax_backward(p, g, 0.3, causal);
+        Array g_in_place = g.clone();
+        scaled_causal_softmax_backward_(p, g_in_place, 0.3, causal);
+        CHECK(g_in_place.to_vector() == dx.to_vector());
+      }
+    }
+  }
+  Array t = Array::normal({2, 4, 4}, gen).mT();  // a strided view: the kernels would write the wrong rows
+  CHECK_THROWS_WITH(scaled_causal_softmax_(t, 1.0, true), Catch::Contains("contiguous"));
+  const Array p = scaled_causal_softmax(t, 1.0, true);
+  CHECK_THROWS_WITH(scaled_causal_softmax_backward_(p, t, 1.0, true), Catch::Contains("contiguous"));
+}
+
 TEST_CASE("scaled_causal_softmax edge cases are softmax's: NaN rows, +inf, fully -inf rows, masked NaN ignored",
           "[ops][attention_softmax]") {
   for (DType dt : {DType::F32, DType::F64}) {
