@@ -778,9 +778,21 @@ void gemm_parallel(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int
 #ifdef _OPENMP
   using Cf = Cfg<T>;
   const int64_t m_slivers = (M + Cf::MR - 1) / Cf::MR, n_slivers = (N + Cf::NR - 1) / Cf::NR;
-  const bool split_m = m_slivers >= 4 * nt || m_slivers >= n_slivers;
+  bool split_m = m_slivers >= 4 * nt || m_slivers >= n_slivers;
+  int64_t n_pieces = piece_count(split_m ? m_slivers : n_slivers, nt, split_m ? 4 : 2);
+  if (n_pieces <= nt) {
+    // Too few slivers for more than a piece a thread (a weight gradient of `tiny`, 64 x 2048 @ 2048 x 64, made
+    // one piece and ran on one thread): one piece a thread, cut along the dim whose busiest thread computes the
+    // least of C (128 x 4096 @ 4096 x 128 splits its 4 column slivers 2 + 2 rather than its 10 row slivers 5 + 5,
+    // 70 rows against 58).
+    const int64_t busiest_m = std::min(M, (m_slivers + nt - 1) / nt * Cf::MR) * N;
+    const int64_t busiest_n = std::min(N, (n_slivers + nt - 1) / nt * Cf::NR) * M;
+    split_m = busiest_m <= busiest_n;
+    n_pieces = std::min<int64_t>(nt, split_m ? m_slivers : n_slivers);
+  } else {
+    n_pieces -= n_pieces % nt;  // as many pieces for every thread (7 pieces made 4 + 3 on two threads)
+  }
   const int64_t units = split_m ? m_slivers : n_slivers;
-  const int64_t n_pieces = piece_count(units, nt, split_m ? 4 : 2);
   Pieces pieces(n_pieces);
   const int64_t per = sz.a + sz.b;
   T* ws = workspace<T>(per * nt);

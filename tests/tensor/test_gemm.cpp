@@ -349,7 +349,13 @@ TEST_CASE("gemm hands out its blocks to any number of threads: same bits with 1,
   };
   const Case cases[] = {{300, 200, 600, Layout::RowMajor, Layout::ColMajor},   // row blocks
                         {20, 600, 100, Layout::ColMajor, Layout::RowMajor},    // few rows: column blocks
-                        {71, 45, 33, Layout::Strided, Layout::StridedT}};      // a few odd-sized blocks
+                        {71, 45, 33, Layout::Strided, Layout::StridedT},       // a few odd-sized blocks
+                        // too few slivers for the usual pieces, one piece a thread: along N (a weight gradient
+                        // of `tiny`), along N for balance (10 row slivers against 4 column ones), and along M
+                        // with 7 pieces evened out to 6
+                        {64, 64, 2048, Layout::ColMajor, Layout::RowMajor},
+                        {128, 128, 300, Layout::ColMajor, Layout::RowMajor},
+                        {384, 128, 100, Layout::ColMajor, Layout::RowMajor}};
   const int saved = qkvlab::num_threads();
   for (const Case& c : cases) {
     Operand<float> A(c.M, c.K, c.la, rng), B(c.K, c.N, c.lb, rng);
