@@ -46,11 +46,13 @@ void* small_alloc(size_t bytes) {
 }
 
 #if QKVLAB_BLOCK_POOL
-// Blocks up to 64 KiB, once freed, wait in a cache of the thread that freed them, by size (64-byte steps), for
+// Blocks up to 4 KiB, once freed, wait in a cache of the thread that freed them, by size (64-byte steps), for
 // the next request of that size on that thread. Decoding a token with the KV cache makes and frees a few hundred
-// small arrays, and glibc's aligned_alloc (a memalign that also consolidates malloc's fast bins before every
-// request over 1 KiB) took 7 % of it. At most 2 MiB wait per thread; a block beyond that goes back to malloc.
-constexpr size_t kCachedMax = size_t{64} << 10;
+// small arrays (rows of 65 to 512 values), and glibc's aligned_alloc (a memalign that also consolidates malloc's
+// fast bins before every request over 1 KiB) took 7 % of it. At most 2 MiB wait per thread; a block beyond that
+// goes back to malloc. Caching blocks up to 64 KiB decoded no faster, and made a training run hold 7 MB more:
+// blocks held back by size leave holes in malloc's heap that other sizes cannot use.
+constexpr size_t kCachedMax = size_t{4} << 10;
 constexpr size_t kCachedBytes = size_t{2} << 20;
 
 struct SmallCache {

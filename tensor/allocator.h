@@ -1,6 +1,6 @@
 // Where tensor memory comes from. Storage (tensor/array.h) asks here for every block.
 //
-// Small blocks (< 1 MiB) come from malloc; those up to 64 KiB, once freed, wait in a per-thread cache by size
+// Small blocks (< 1 MiB) come from malloc; those up to 4 KiB, once freed, wait in a per-thread cache by size
 // (at most 2 MiB a thread) for the next request of the same size: decoding one token makes and frees a few hundred
 // of them, and malloc's aligned allocation was 7 % of its time. Big ones -- activations, gradients, weight matrices -- come from a
 // pool of pages mapped here, because a training step frees and re-allocates the same few big sizes hundreds of

@@ -46,7 +46,7 @@ TEST_CASE("allocator: big blocks are aligned, writable and reused by size", "[al
   CHECK(allocator_stats().cached_bytes == 0);
 }
 
-TEST_CASE("allocator: a freed small block comes back for the next request of its size, up to 2 MiB a thread",
+TEST_CASE("allocator: a freed block of up to 4 KiB comes back for the next request of its size, up to 2 MiB a thread",
           "[allocator]") {
   if (!have_pool()) return;
   release_cached_blocks();  // this thread's small-block cache starts empty
@@ -60,19 +60,19 @@ TEST_CASE("allocator: a freed small block comes back for the next request of its
   free_block(b, 1020);
   free_block(c, 1000);
   release_cached_blocks();
-  // 48 blocks of 64 KiB freed: the first 32 (2 MiB) wait in the cache, the rest go back to malloc; the cache hands
-  // its blocks back last in, first out, so the next request gets the 32nd.
-  const size_t kb64 = size_t{64} << 10;
-  std::vector<void*> blocks(48);
-  for (void*& p : blocks) p = allocate_block(kb64);
-  for (void* p : blocks) free_block(p, kb64);
+  // 600 blocks of 4 KiB freed: the first 512 (2 MiB) wait in the cache, the rest go back to malloc; the cache
+  // hands its blocks back last in, first out, so the next request gets the 512th.
+  const size_t kb4 = size_t{4} << 10;
+  std::vector<void*> blocks(600);
+  for (void*& p : blocks) p = allocate_block(kb4);
+  for (void* p : blocks) free_block(p, kb4);
   std::vector<void*> got;
-  for (int i = 31; i >= 0; --i) {
-    got.push_back(allocate_block(kb64));
+  for (int i = 511; i >= 0; --i) {
+    got.push_back(allocate_block(kb4));
     CHECK(got.back() == blocks[size_t(i)]);
-    std::memset(got.back(), 0xab, kb64);
+    std::memset(got.back(), 0xab, kb4);
   }
-  for (void* p : got) free_block(p, kb64);
+  for (void* p : got) free_block(p, kb4);
   release_cached_blocks();
 }
 
