@@ -43,28 +43,22 @@ int requested_threads(char** argv) {
 
 void set_openmp_wait_policy(char** argv) {
 #ifdef _OPENMP
-  bool inherited = false;
-  if (const char* mark = std::getenv(kMark)) {
-    if (std::to_string(::getpid()) == mark) return;  // this process, restarted with its own choice
-    // A child of a qkvlab that chose (a bench worker): it inherited the variable, not the reason.
-    ::unsetenv(kMark);
-    ::unsetenv("OMP_WAIT_POLICY");
-    inherited = true;
-  }
+  // This process restarted with its own choice, or a child of a qkvlab that chose (a worker of `qkvlab bench`):
+  // the choice stands, and the runtime loaded with it.
+  if (std::getenv(kMark)) return;
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("KMP_BLOCKTIME")) return;
   const int threads = requested_threads(argv);
   if (threads == 1) return;  // no thread ever waits for another
   const int cores = std::max(1, int(std::thread::hardware_concurrency()));
   const int spare = cores - (threads > 0 ? std::min(threads, cores) : cores);  // cores this command leaves free
   const int others = other_runnable_threads();
-  const bool idle = others >= 0 && others <= spare;
-  if (idle && !inherited) return;  // the runtime's own spin, as it loaded
-  if (!idle) {
-    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);  // sleep at once
-    ::setenv(kMark, std::to_string(::getpid()).c_str(), 1);
-    if (inherited) return;  // the runtime loaded with PASSIVE already
+  if (others >= 0 && others <= spare) {  // idle: the runtime's own spin, as it loaded; children keep it too
+    ::setenv(kMark, "spin", 1);
+    return;
   }
-  // Restart so that the runtime loads with the new setting: PASSIVE, or (idle, inherited) none.
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);  // sleep at once
+  ::setenv(kMark, std::to_string(::getpid()).c_str(), 1);
+  // Restart so that the runtime loads with PASSIVE.
   const std::string self = executable_path();
   if (!self.empty()) ::execv(self.c_str(), argv);  // returns only on failure: then run on as we are
   ::unsetenv("OMP_WAIT_POLICY");

@@ -15,8 +15,10 @@ namespace qkvlab::app {
 // - otherwise (busy, or unknown as on macOS): re-execute this program once with OMP_WAIT_POLICY=PASSIVE (waiting
 //   threads sleep at once, in both runtimes). A restart is needed because the runtime reads the variable only
 //   when it is loaded, before main().
-// An automatic PASSIVE is marked with QKVLAB_OMP_AUTO=<pid>. A child that inherits it from another qkvlab (the
-// workers of `qkvlab bench`) drops both and chooses for itself, restarting once more if it finds the machine idle.
+// The choice is marked in the environment, QKVLAB_OMP_AUTO=spin or, for an automatic PASSIVE, =<pid>, and a qkvlab
+// started by another (the workers of `qkvlab bench`) keeps it: every row of a report runs under the policy its
+// parent found at the start. (Workers that chose for themselves caught a passing process now and then and ran
+// PASSIVE: `small` at 2 threads 25k tokens/s in some rows and 30k in others of one report.)
 // Call it first thing in main(). Returns (doing nothing) without OpenMP, or when the restart fails. A machine
 // that becomes busy after the start keeps the choice; on a busy machine `--threads 1` is faster still.
 // The measurements behind it: docs/PERFORMANCE.md, "OpenMP: how long waiting threads spin".
