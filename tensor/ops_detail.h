@@ -97,10 +97,11 @@ inline Shape drop_dim(const Shape& s, int64_t dim) {
   return out;
 }
 
-// Calls row(offsets) for every index of `shape` with `dim` removed; offsets[k] is operand k's offset of the
-// row's first element (step along the row with operand k's stride at `dim`). Rows run in parallel.
-template <size_t N, class Row>
-void for_each_row(const Shape& shape, int64_t dim, const std::array<const Strides*, N>& strides, Row&& row) {
+// Calls rows(offsets, n, step) for runs of the rows of `shape` with `dim` removed: n rows, the first at
+// offsets[k] in operand k, each next one step[k] further (step along a row with operand k's stride at `dim`).
+// Runs go to threads in parallel. A kernel that handles several rows at once (layer norm) takes whole runs.
+template <size_t N, class Rows>
+void for_each_row_run(const Shape& shape, int64_t dim, const std::array<const Strides*, N>& strides, Rows&& rows) {
   const Shape outer = drop_dim(shape, dim);
   std::array<Strides, N> ost;
   std::array<const Strides*, N> op;
@@ -108,16 +109,21 @@ void for_each_row(const Shape& shape, int64_t dim, const std::array<const Stride
     ost[k] = drop_dim(*strides[k], dim);
     op[k] = &ost[k];
   }
-  parallel_strided_loop<N>(
-      outer, op,
-      [&](const std::array<int64_t, N>& off, int64_t n, const std::array<int64_t, N>& inner) {
-        std::array<int64_t, N> o = off;
-        for (int64_t i = 0; i < n; ++i) {
-          row(o);
-          for (size_t k = 0; k < N; ++k) o[k] += inner[k];
-        }
-      },
-      shape[dim] * 4);
+  parallel_strided_loop<N>(outer, op, rows, shape[dim] * 4);
+}
+
+// Calls row(offsets) for every index of `shape` with `dim` removed; offsets[k] is operand k's offset of the
+// row's first element (step along the row with operand k's stride at `dim`). Rows run in parallel.
+template <size_t N, class Row>
+void for_each_row(const Shape& shape, int64_t dim, const std::array<const Strides*, N>& strides, Row&& row) {
+  for_each_row_run<N>(shape, dim, strides,
+                      [&](const std::array<int64_t, N>& off, int64_t n, const std::array<int64_t, N>& step) {
+                        std::array<int64_t, N> o = off;
+                        for (int64_t i = 0; i < n; ++i) {
+                          row(o);
+                          for (size_t k = 0; k < N; ++k) o[k] += step[k];
+                        }
+                      });
 }
 
 // The strides of a contiguous array of shape `outer` (= shape with `dim` removed), re-inserted with stride 0

@@ -6,13 +6,14 @@
 // offset in every operand (per-row outputs such as mean, rstd and lse ride along with stride 0 on that dim).
 // Rows may have any stride, so softmax over dim 0 of a transposed view needs no copy. Row sums are in double.
 // The attention softmax is the exception: it needs each row's query index for the mask, so it walks contiguous
-// (..., T, S) rows itself (for_each_attention_row) and packs a strided input first.
+// (..., T, S) rows itself (for_each_attention_row_group) and packs a strided input first.
 //
 // The backward kernels here (softmax_backward, scaled_causal_softmax_backward, ...) are called by the autograd
 // nodes in autograd/ops_nn.cpp (SoftmaxBackward, ScaledCausalSoftmaxBackward, ...), each beside its forward.
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -147,78 +148,130 @@ inline int64_t visible_keys(bool causal, int64_t i, int64_t T, int64_t S) {
 // tie of -0 and +0 may return either, and z - m, hence exp(z - m), is the same for both.
 template <class T>
 T row_max_lanes(const T* y, int64_t n) {
+  // Written with GCC/Clang vector types: as plain loops over 8 lanes GCC compiled this to one scalar compare and
+  // NaN test per element. A lane takes v where lane < v (a NaN never does); nan collects each lane's v != v.
+  typedef T V __attribute__((vector_size(8 * sizeof(T))));
+  using M = decltype(V{} != V{});  // the integer lane masks of a comparison
   constexpr T lowest = -std::numeric_limits<T>::infinity();
-  T lane[8] = {lowest, lowest, lowest, lowest, lowest, lowest, lowest, lowest};
-  bool nan = false;
+  V lane = V{} + lowest;
+  M nan = M{};
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int l = 0; l < 8; ++l) {
-      const T v = y[j + l];
-      nan |= v != v;
-      lane[l] = lane[l] < v ? v : lane[l];
-    }
-  for (; j < n; ++j) {
-    nan |= y[j] != y[j];
-    lane[0] = lane[0] < y[j] ? y[j] : lane[0];
+  for (; j + 8 <= n; j += 8) {
+    V v;
+    std::memcpy(&v, y + j, sizeof v);
+    nan |= v != v;
+    const M take = lane < v;
+    lane = (V)(((M)v & take) | ((M)lane & ~take));
   }
-  if (nan) return std::numeric_limits<T>::quiet_NaN();
+  bool any_nan = false;
+  for (int l = 0; l < 8; ++l) any_nan |= nan[l] != 0;
   T m = lane[0];
+  for (; j < n; ++j) {
+    any_nan |= y[j] != y[j];
+    m = m < y[j] ? y[j] : m;
+  }
+  if (any_nan) return std::numeric_limits<T>::quiet_NaN();
   for (int l = 1; l < 8; ++l) m = m < lane[l] ? lane[l] : m;
   return m;
 }
 
+// Rows go through the kernels below in groups of up to kGroup, phase by phase: each phase (scale and maximum,
+// exp, the sum, the normalisation) runs over every row of the group before the next phase begins. One row of a
+// short attention softmax is a chain of dependent steps (the maximum, exp's polynomial, the sum, 1 / sum: ~100
+// cycles for 16 keys) and the backward's sum in double is one dependent add per key; rows side by side overlap
+// their chains instead of waiting on each. Every row gets exactly the arithmetic it gets alone (the same bits).
+constexpr int kGroup = 8;
+
 template <class T>
-void scaled_causal_softmax_row(const T* x, T* y, int64_t n, int64_t S, T scale) {
-  for (int64_t j = n; j < S; ++j) y[j] = T(0);  // masked: exactly 0 (and the zeros the float sum below reads)
-  if (n == 0) return;
-  for (int64_t j = 0; j < n; ++j) y[j] = x[j] * scale;  // as mul(x, scale): rounded to T
-  const T m = row_max_lanes(y, n);
-  if (m == -std::numeric_limits<T>::infinity()) {  // every visible score is -inf: the row is all 0, as softmax
-    for (int64_t j = 0; j < n; ++j) y[j] = T(0);
-    return;
+void scaled_causal_softmax_rows(const T* x, T* y, const int64_t* n, int k, int64_t S, T scale) {
+  constexpr T lowest = -std::numeric_limits<T>::infinity();
+  T m[kGroup];
+  for (int q = 0; q < k; ++q) {
+    const T* xq = x + q * S;
+    T* yq = y + q * S;
+    for (int64_t j = n[q]; j < S; ++j) yq[j] = T(0);  // masked: exactly 0 (and the zeros the float sum reads)
+    for (int64_t j = 0; j < n[q]; ++j) yq[j] = xq[j] * scale;  // as mul(x, scale): rounded to T
+    m[q] = n[q] > 0 ? row_max_lanes(yq, n[q]) : lowest;
   }
-  for (int64_t j = 0; j < n; ++j) y[j] = fastmath::exp(y[j] - m);
-  double s = 0.0;
-  if constexpr (std::is_same_v<T, float>) {
-    // softmax sums the whole row with 8 partial sums; the masked entries it adds are zeros. Summing up to the
-    // next multiple of 8 (those zeros included) puts every visible element in the same partial sum as there.
-    s = detail::sum_run(y, std::min<int64_t>(S, (n + 7) / 8 * 8), 1);
-  } else {
-    for (int64_t j = 0; j < n; ++j) s += y[j];
+  for (int q = 0; q < k; ++q) {
+    T* yq = y + q * S;
+    if (m[q] == lowest) {  // every visible score is -inf (or none is visible): the row is all 0, as softmax
+      for (int64_t j = 0; j < n[q]; ++j) yq[j] = T(0);
+      continue;
+    }
+    for (int64_t j = 0; j < n[q]; ++j) yq[j] = fastmath::exp(yq[j] - m[q]);
   }
-  const T inv = static_cast<T>(1.0 / s);
-  for (int64_t j = 0; j < n; ++j) y[j] *= inv;
-  // A NaN (or +inf) among the visible scores makes the sum NaN; softmax then makes the whole row NaN, masked
-  // entries included (0 * NaN), and so do we.
-  if (inv != inv)
-    for (int64_t j = n; j < S; ++j) y[j] = inv;
+  T inv[kGroup];
+  for (int q = 0; q < k; ++q) {
+    if (m[q] == lowest) continue;
+    const T* yq = y + q * S;
+    double s = 0.0;
+    if constexpr (std::is_same_v<T, float>) {
+      // softmax sums the whole row with 8 partial sums; the masked entries it adds are zeros. Summing up to the
+      // next multiple of 8 (those zeros included) puts every visible element in the same partial sum as there.
+      s = detail::sum_run(yq, std::min<int64_t>(S, (n[q] + 7) / 8 * 8), 1);
+    } else {
+      for (int64_t j = 0; j < n[q]; ++j) s += yq[j];
+    }
+    inv[q] = static_cast<T>(1.0 / s);
+  }
+  for (int q = 0; q < k; ++q) {
+    if (m[q] == lowest) continue;
+    T* yq = y + q * S;
+    for (int64_t j = 0; j < n[q]; ++j) yq[j] *= inv[q];
+    // A NaN (or +inf) among the visible scores makes the sum NaN; softmax then makes the whole row NaN, masked
+    // entries included (0 * NaN), and so do we.
+    if (inv[q] != inv[q])
+      for (int64_t j = n[q]; j < S; ++j) yq[j] = inv[q];
+  }
 }
 
 // d x = scale * p * (g - sum_j g_j p_j) on the visible keys, 0 on the masked ones (neither p nor g read there).
+// The sums in double, one running sum a row in key order, as softmax_backward; the group's rows side by side.
 template <class T>
-void scaled_causal_softmax_backward_row(const T* p, const T* g, T* dx, int64_t n, int64_t S, T scale) {
-  double s = 0.0;  // in double, one running sum, as softmax_backward
-  for (int64_t j = 0; j < n; ++j) s += static_cast<double>(g[j]) * static_cast<double>(p[j]);
-  const T st = static_cast<T>(s);
-  // (p * (g - st)) rounded to T, then times scale: the chain's softmax_backward then mul(scalar) backward.
-  for (int64_t j = 0; j < n; ++j) {
-    const T d = p[j] * (g[j] - st);
-    dx[j] = d * scale;
+void scaled_causal_softmax_backward_rows(const T* p, const T* g, T* dx, const int64_t* n, int k, int64_t S,
+                                         T scale) {
+  double s[kGroup] = {};
+  int64_t common = S;
+  for (int q = 0; q < k; ++q) common = std::min(common, n[q]);
+  for (int64_t j = 0; j < common; ++j)
+    for (int q = 0; q < k; ++q) s[q] += static_cast<double>(g[q * S + j]) * static_cast<double>(p[q * S + j]);
+  for (int q = 0; q < k; ++q)
+    for (int64_t j = common; j < n[q]; ++j)
+      s[q] += static_cast<double>(g[q * S + j]) * static_cast<double>(p[q * S + j]);
+  for (int q = 0; q < k; ++q) {
+    const T st = static_cast<T>(s[q]);
+    const T* pq = p + q * S;
+    const T* gq = g + q * S;
+    T* dq = dx + q * S;
+    // (p * (g - st)) rounded to T, then times scale: the chain's softmax_backward then mul(scalar) backward.
+    for (int64_t j = 0; j < n[q]; ++j) {
+      const T d = pq[j] * (gq[j] - st);
+      dq[j] = d * scale;
+    }
+    for (int64_t j = n[q]; j < S; ++j) dq[j] = T(0);
   }
-  for (int64_t j = n; j < S; ++j) dx[j] = T(0);
 }
 
-// Calls row(r, visible) for every row of a (..., T, S) array, rows in parallel (each row is written by one
-// thread only, and no row depends on the split: results are the same on any thread count).
-template <class Row>
-void for_each_attention_row(const Shape& shape, bool causal, Row&& row) {
+// Calls rows(r, n, k) for groups of k <= kGroup consecutive rows of a (..., T, S) array, the first at row r;
+// n[q] is the number of keys row r + q sees. Groups run in parallel (each row is written by one thread only, and
+// no row depends on the split: results are the same on any thread count).
+template <class Rows>
+void for_each_attention_row_group(const Shape& shape, bool causal, Rows&& rows) {
   const int64_t nd = static_cast<int64_t>(shape.size());
   const int64_t S = shape[nd - 1], T = nd >= 2 ? shape[nd - 2] : 1;
-  const int64_t rows = S == 0 ? 0 : shape_numel(shape) / S;
-  const int64_t chunks = detail::chunk_count(rows, S * 4, rows);
+  const int64_t n_rows = S == 0 ? 0 : shape_numel(shape) / S;
+  const int64_t chunks = detail::chunk_count(n_rows, S * 4, n_rows);
 #pragma omp parallel for num_threads(num_threads()) schedule(static) if (chunks > 1)
-  for (int64_t c = 0; c < chunks; ++c)
-    for (int64_t r = rows * c / chunks; r < rows * (c + 1) / chunks; ++r) row(r, visible_keys(causal, r % T, T, S));
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t end = n_rows * (c + 1) / chunks;
+    for (int64_t r = n_rows * c / chunks; r < end; r += kGroup) {
+      const int k = int(std::min<int64_t>(kGroup, end - r));
+      int64_t n[kGroup];
+      for (int q = 0; q < k; ++q) n[q] = visible_keys(causal, (r + q) % T, T, S);
+      rows(r, n, k);
+    }
+  }
 }
 
 void check_attention_softmax_args(const Array& x, bool causal, const char* op) {
@@ -264,8 +317,8 @@ void causal_softmax_into(const Array& x, Array& out, double scale, bool causal, 
     T* yp = out.data<T>();
     const int64_t S = x.shape().back();
     const T sc = static_cast<T>(scale);
-    for_each_attention_row(x.shape(), causal, [&](int64_t r, int64_t n) {
-      scaled_causal_softmax_row(xp + r * S, yp + r * S, n, S, sc);
+    for_each_attention_row_group(x.shape(), causal, [&](int64_t r, const int64_t* n, int k) {
+      scaled_causal_softmax_rows(xp + r * S, yp + r * S, n, k, S, sc);
     });
   });
 }
@@ -279,8 +332,8 @@ void causal_softmax_backward_into(const Array& p, const Array& grad, Array& out,
     T* dp = out.data<T>();
     const int64_t S = p.shape().back();
     const T sc = static_cast<T>(scale);
-    for_each_attention_row(p.shape(), causal, [&](int64_t r, int64_t n) {
-      scaled_causal_softmax_backward_row(pp + r * S, gp + r * S, dp + r * S, n, S, sc);
+    for_each_attention_row_group(p.shape(), causal, [&](int64_t r, const int64_t* n, int k) {
+      scaled_causal_softmax_backward_rows(pp + r * S, gp + r * S, dp + r * S, n, k, S, sc);
     });
   });
 }
@@ -333,6 +386,7 @@ namespace {
 // cycles; 8 independent chains vectorise. Float64 keeps one running sum, the order the golden tests were made with.
 // row_sums: Terms sums side by side in one pass over the row (each in the order row_sum would take), so that the
 // backward reads its row once for both of its sums.
+inline double sum_partials(const double (&a)[8]) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
 template <class T, class... Term>
 inline std::array<double, sizeof...(Term)> row_sums(int64_t n, Term... term) {
   constexpr size_t K = sizeof...(Term);
@@ -349,8 +403,7 @@ inline std::array<double, sizeof...(Term)> row_sums(int64_t n, Term... term) {
       ((a[k++][0] += term(i)), ...);
     }
     std::array<double, K> out;
-    for (size_t k = 0; k < K; ++k)
-      out[k] = ((a[k][0] + a[k][1]) + (a[k][2] + a[k][3])) + ((a[k][4] + a[k][5]) + (a[k][6] + a[k][7]));
+    for (size_t k = 0; k < K; ++k) out[k] = sum_partials(a[k]);
     return out;
   } else {
     std::array<double, K> out{};
@@ -364,6 +417,19 @@ inline std::array<double, sizeof...(Term)> row_sums(int64_t n, Term... term) {
 template <class T, class Term>
 inline double row_sum(int64_t n, Term term) {
   return row_sums<T>(n, term)[0];
+}
+
+// y = (x - mu) * r [* w] [+ b] over one row: the last step of layer_norm_row and layer_norm_rows.
+template <bool kUnit, class T>
+[[gnu::always_inline]] inline void layer_norm_store(const T* x, int64_t sx, T* y, const T* w, int64_t sw, const T* b,
+                                                    int64_t sb, int64_t c, T mu, T r) {
+  if constexpr (kUnit) sx = sw = sb = 1;
+  for (int64_t i = 0; i < c; ++i) {
+    T h = (x[i * sx] - mu) * r;
+    if (w) h *= w[i * sw];
+    if (b) h += b[i * sb];
+    y[i] = h;
+  }
 }
 
 // One row of layer norm: y = (x - mean) * rstd [* w] [+ b]; mean and rstd are stored for the backward.
@@ -385,12 +451,54 @@ void layer_norm_row(const T* x, int64_t sx, T* y, const T* w, int64_t sw, const 
   const double rstd = 1.0 / std::sqrt(var + eps);
   *mean_out = static_cast<T>(mean);
   *rstd_out = static_cast<T>(rstd);
-  const T mu = static_cast<T>(mean), r = static_cast<T>(rstd);
-  for (int64_t i = 0; i < c; ++i) {
-    T h = (x[i * sx] - mu) * r;
-    if (w) h *= w[i * sw];
-    if (b) h += b[i * sb];
-    y[i] = h;
+  layer_norm_store<kUnit>(x, sx, y, w, sw, b, sb, c, static_cast<T>(mean), static_cast<T>(rstd));
+}
+
+// kRows float rows of layer_norm_row<true> side by side, the same operations on each row in the same order (the
+// same bits). One row is a chain of dependent steps (8 partial sums, their total, a division, again for the
+// variance, a square root and a division), ~130 cycles of latency for 64 values; rows interleaved overlap their
+// chains. Row q is at x + q * sx_row, y + q * sy_row, its mean and rstd at q * s_stat.
+template <int kRows>
+void layer_norm_rows(const float* x, int64_t sx_row, float* y, int64_t sy_row, const float* w, const float* b,
+                     int64_t c, double eps, float* mean_out, float* rstd_out, int64_t s_stat) {
+  // Lane j of a[q] is row q's partial sum j of row_sums (GCC/Clang vector types: one AVX-512 register, or two).
+  typedef double D8 __attribute__((vector_size(64)));
+  typedef float F8 __attribute__((vector_size(32)));
+  auto load8 = [](const float* p) {
+    F8 v;
+    std::memcpy(&v, p, sizeof v);
+    return __builtin_convertvector(v, D8);
+  };
+  auto total = [](const D8& v) {
+    const double p[8] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]};
+    return sum_partials(p);
+  };
+  double shift[kRows], mean[kRows];
+  D8 a[kRows];
+  for (int q = 0; q < kRows; ++q) shift[q] = static_cast<double>(x[q * sx_row]), a[q] = D8{};
+  int64_t i = 0;
+  for (; i + 8 <= c; i += 8)
+    for (int q = 0; q < kRows; ++q) a[q] += load8(x + q * sx_row + i) - shift[q];
+  for (; i < c; ++i)
+    for (int q = 0; q < kRows; ++q) a[q][0] += static_cast<double>(x[q * sx_row + i]) - shift[q];
+  for (int q = 0; q < kRows; ++q) mean[q] = shift[q] + total(a[q]) / double(c), a[q] = D8{};
+  for (i = 0; i + 8 <= c; i += 8)
+    for (int q = 0; q < kRows; ++q) {
+      const D8 d = load8(x + q * sx_row + i) - mean[q];
+      a[q] += d * d;
+    }
+  for (; i < c; ++i)
+    for (int q = 0; q < kRows; ++q) {
+      const double d = static_cast<double>(x[q * sx_row + i]) - mean[q];
+      a[q][0] += d * d;
+    }
+  for (int q = 0; q < kRows; ++q) {
+    const double var = total(a[q]) / double(c);
+    const double rstd = 1.0 / std::sqrt(var + eps);
+    mean_out[q * s_stat] = static_cast<float>(mean[q]);
+    rstd_out[q * s_stat] = static_cast<float>(rstd);
+    layer_norm_store<true>(x + q * sx_row, 1, y + q * sy_row, w, 1, b, 1, c, static_cast<float>(mean[q]),
+                           static_cast<float>(rstd));
   }
 }
 
@@ -443,11 +551,21 @@ LayerNormOut layer_norm(const Array& x, const Array& weight, const Array& bias, 
     const int64_t sw = weight.defined() ? weight.strides()[0] : 0, sb = bias.defined() ? bias.strides()[0] : 0;
     const int64_t sx = x.strides()[nd - 1];
     const bool unit = sx == 1 && (!wp || sw == 1) && (!bp || sb == 1);
-    detail::for_each_row<3>(x.shape(), nd - 1, {&x.strides(), &out.y.strides(), &rst},
-                            [&](const std::array<int64_t, 3>& off) {
-                              auto row = unit ? layer_norm_row<true, T> : layer_norm_row<false, T>;
-                              row(xp + off[0], sx, yp + off[1], wp, sw, bp, sb, c, eps, mp + off[2], rp + off[2]);
-                            });
+    auto row = unit ? layer_norm_row<true, T> : layer_norm_row<false, T>;
+    detail::for_each_row_run<3>(
+        x.shape(), nd - 1, {&x.strides(), &out.y.strides(), &rst},
+        [&](std::array<int64_t, 3> off, int64_t n, const std::array<int64_t, 3>& step) {
+          int64_t i = 0;
+          if constexpr (std::is_same_v<T, float>) {
+            constexpr int R = 4;
+            if (unit)
+              for (; i + R <= n; i += R, off[0] += R * step[0], off[1] += R * step[1], off[2] += R * step[2])
+                layer_norm_rows<R>(xp + off[0], step[0], yp + off[1], step[1], wp, bp, c, eps, mp + off[2],
+                                   rp + off[2], step[2]);
+          }
+          for (; i < n; ++i, off[0] += step[0], off[1] += step[1], off[2] += step[2])
+            row(xp + off[0], sx, yp + off[1], wp, sw, bp, sb, c, eps, mp + off[2], rp + off[2]);
+        });
     return out;
   });
 }

@@ -398,6 +398,28 @@ TEST_CASE("layer_norm and its backward: the float kernels for contiguous rows ag
   }
 }
 
+// Contiguous float rows go through the kernel four at a time (layer_norm_rows in tensor/ops_nn.cpp), the rest of a
+// run one at a time: every row must come out with the bits it gets alone (a one-row array takes the one-row
+// kernel), whatever its place in the group. 11 rows: two groups of four and three single rows; a constant row and a
+// row far from zero among them.
+TEST_CASE("layer_norm: rows normalised side by side get the bits each gets alone", "[ops]") {
+  Generator gen(36);
+  for (int64_t c : {64, 67, 5}) {
+    Array x = add(Array::normal({11, c}, gen, 0.0, 2.0), Array::scalar(1.5));
+    x.select(0, 2).fill_(0.25);
+    x.select(0, 5).copy_(add(x.select(0, 5), Array::scalar(1e4)));
+    const Array w = Array::normal({c}, gen, 1.0, 0.3), b = Array::normal({c}, gen);
+    const LayerNormOut all = layer_norm(x, w, b, 1e-5);
+    for (int64_t r = 0; r < 11; ++r) {
+      INFO("c " << c << ", row " << r);
+      const LayerNormOut one = layer_norm(x.select(0, r).reshape({1, c}), w, b, 1e-5);
+      CHECK(all.y.select(0, r).to_vector() == one.y.reshape({c}).to_vector());
+      CHECK(all.mean.at({r}) == one.mean.at({0}));
+      CHECK(all.rstd.at({r}) == one.rstd.at({0}));
+    }
+  }
+}
+
 TEST_CASE("layer_norm_backward agrees with finite differences (float64) on strided inputs", "[ops]") {
   Generator gen(34);
   for (int trial = 0; trial < 8; ++trial) {
