@@ -85,15 +85,18 @@ struct Core {
 //   out = P V                      dP = dout V^T              dV = P^T dout         (summed over the G heads)
 //   P = softmax(q k^T * scale)     dS = scale P (dP - rowsum(dP P))
 //                                  dq = dS k                  dk = (q^T dS)^T       (summed over the G heads)
+// Probabilities of at most attention_keep_probs_bytes() (sdpa.h) are kept from forward instead: the same bits,
+// without the second product and softmax.
 struct AttentionBackward : Node {
   Array q, k, v;  // as given: (B,H,T,D), (B,Hkv,S,D), (B,Hkv,S,D); v may be k itself (Q-K=V)
+  Array kept;     // forward's probabilities (B,H,T,S) when small enough, else undefined
   bool causal = true;
   const char* name() const override { return "AttentionBackward"; }
   std::vector<Array> backward(const Array& g) override {  // g: (B,H,T,D)
     const Core c(q, k, v, causal);
     const Array g5 = g.reshape({c.B, c.Hkv, c.G, c.T, c.D});
     auto reduce_to = [](Array x, const Shape& shape) { return x.shape() == shape ? x : sum_to(x, shape); };
-    Array p = c.probs();  // made again
+    Array p = kept.defined() ? kept : c.probs();  // kept, or made again
     Array dq, dk, dv;
     if (needs_grad(2)) dv = reduce_to(matmul(p.reshape({c.B, c.Hkv, c.G, c.T, c.S}).mT(), g5), c.vg.shape());
     if (needs_grad(0) || needs_grad(1)) {
@@ -107,9 +110,17 @@ struct AttentionBackward : Node {
     return {dq.defined() ? dq.reshape(q.shape()) : dq, dk.defined() ? dk.reshape(k.shape()) : dk,
             dv.defined() ? dv.reshape(v.shape()) : dv};
   }
-  void release_saved() override { q = k = v = Array(); }
+  void release_saved() override { q = k = v = kept = Array(); }
 };
+
+int64_t g_keep_probs_bytes = int64_t{4} << 20;
 }  // namespace
+
+int64_t attention_keep_probs_bytes() { return g_keep_probs_bytes; }
+void set_attention_keep_probs_bytes(int64_t bytes) {
+  check(bytes >= 0, "set_attention_keep_probs_bytes: expected a byte count >= 0, got ", bytes);
+  g_keep_probs_bytes = bytes;
+}
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                                     const ScoreBias& score_bias, AttentionMaps* maps) {
@@ -117,11 +128,13 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   if (!score_bias && !maps) {  // one op that keeps only q, k and v for backward (AttentionBackward above)
     ProfileScope prof("attention");
     const Core c(q.data(), k.data(), v.data(), causal);
-    Array out = matmul(c.probs().reshape({c.B, c.Hkv, c.G, c.T, c.S}), c.vg).reshape({c.B, c.H, c.T, c.D});
+    Array p = c.probs();
+    Array out = matmul(p.reshape({c.B, c.Hkv, c.G, c.T, c.S}), c.vg).reshape({c.B, c.H, c.T, c.D});
     return record<AttentionBackward>(out, {&q, &k, &v}, Loc::current(), [&](AttentionBackward& n) {
       n.q = q.data();
       n.k = k.data();
       n.v = v.data();
+      if (p.numel() * int64_t(dtype_size(p.dtype())) <= g_keep_probs_bytes) n.kept = p;
       n.causal = causal;
     });
   }

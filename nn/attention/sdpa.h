@@ -43,6 +43,13 @@ struct AttentionMaps {
 // records the whole product-softmax-product as one node, AttentionBackward, which keeps only q, k and v and makes
 // the probabilities again in backward: 8 MB fewer saved a layer of the `small` GPT, for one more q k^T and softmax
 // a layer, with the chain's gradients bit for bit (nn/attention/sdpa.cpp).
+// The probabilities (B,H,T,S) of AttentionBackward: kept from forward when they take at most this many bytes,
+// made again in backward from q and k when larger. Default 4 MiB: the `tiny` GPT (2 MB a layer) and `make demo`
+// (256 KB) keep them and skip one product and softmax a layer in backward; `small` (8 MB a layer) makes them
+// again and holds 32 MB less at its peak. Either way the gradients are the same bits. 0 always makes them again.
+int64_t attention_keep_probs_bytes();
+void set_attention_keep_probs_bytes(int64_t bytes);  // bytes >= 0
+
 Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                            const ScoreBias& score_bias = nullptr, AttentionMaps* maps = nullptr);
 

@@ -259,9 +259,17 @@ TEST_CASE("attention with the fused softmax equals the unfused chain: output, ma
   }
 }
 
+// Sets attention_keep_probs_bytes for one scope.
+struct KeepProbsBytes {
+  int64_t saved = attention_keep_probs_bytes();
+  explicit KeepProbsBytes(int64_t bytes) { set_attention_keep_probs_bytes(bytes); }
+  ~KeepProbsBytes() { set_attention_keep_probs_bytes(saved); }
+};
+
 // Without maps or a score bias, scaled_dot_product_attention records one node, AttentionBackward, that keeps q, k
-// and v and makes the probabilities again in backward (nn/attention/sdpa.cpp); asked for maps, it runs the chain
-// of ops, which keeps them. Both must give the same bits.
+// and v and makes the probabilities again in backward, or keeps them too when they are small
+// (attention_keep_probs_bytes, nn/attention/sdpa.cpp); asked for maps, it runs the chain of ops, which keeps them.
+// All three must give the same bits.
 TEST_CASE("attention that keeps no probabilities gives the chain's output and gradients bit for bit",
           "[attention][attention_softmax]") {
   struct Case {
@@ -283,7 +291,8 @@ TEST_CASE("attention that keeps no probabilities gives the chain's output and gr
       std::string node;
       int64_t kept_bytes;  // what forward left alive besides its output
     };
-    auto run = [&](bool keep_probs) {
+    auto run = [&](bool keep_probs, int64_t keep_limit) {
+      const KeepProbsBytes limit(keep_limit);
       Run r{Tensor(qa.clone(), true), Tensor(ka.clone(), true), Tensor(va.clone(), true), Array(), "", 0};
       if (c.v_is_k) r.v = r.k;
       AttentionMaps maps;
@@ -296,36 +305,46 @@ TEST_CASE("attention that keeps no probabilities gives the chain's output and gr
       r.out = out.data();
       return r;
     };
-    Run f = run(false), u = run(true);
+    const int64_t probs_bytes = B * c.H * c.T * c.S * int64_t(sizeof(float));
+    Run f = run(false, 0), u = run(true, 0), kp = run(false, probs_bytes);
     CHECK(f.node == "AttentionBackward");
+    CHECK(kp.node == "AttentionBackward");
     CHECK(u.node != "AttentionBackward");
-    CHECK(f.kept_bytes == 0);  // nothing but the output: q, k, v were alive already
-    CHECK(u.kept_bytes >= B * c.H * c.T * c.S * int64_t(sizeof(float)));  // the chain keeps the probabilities
-    CHECK(max_abs_diff(f.out, u.out) == 0.0);
-    CHECK(max_abs_diff(f.q.grad(), u.q.grad()) == 0.0);
-    CHECK(max_abs_diff(f.k.grad(), u.k.grad()) == 0.0);
-    if (!c.v_is_k) CHECK(max_abs_diff(f.v.grad(), u.v.grad()) == 0.0);
+    CHECK(f.kept_bytes == 0);             // nothing but the output: q, k, v were alive already
+    CHECK(kp.kept_bytes == probs_bytes);  // the probabilities, at the limit
+    CHECK(u.kept_bytes >= probs_bytes);   // the chain keeps the probabilities
+    for (const Run* r : {&u, &kp}) {
+      CHECK(max_abs_diff(f.out, r->out) == 0.0);
+      CHECK(max_abs_diff(f.q.grad(), r->q.grad()) == 0.0);
+      CHECK(max_abs_diff(f.k.grad(), r->k.grad()) == 0.0);
+      if (!c.v_is_k) CHECK(max_abs_diff(f.v.grad(), r->v.grad()) == 0.0);
+    }
+    CHECK(run(false, probs_bytes - 1).kept_bytes == 0);  // one byte over the limit: made again
   }
+  CHECK_THROWS_WITH(set_attention_keep_probs_bytes(-1), Catch::Contains("expected a byte count >= 0, got -1"));
 }
 
 TEST_CASE("AttentionBackward agrees with finite differences in double precision", "[attention][gradcheck]") {
-  for (bool v_is_k : {false, true}) {
-    for (int64_t Hkv : {4, 2, 1}) {
-      INFO("Hkv " << Hkv << (v_is_k ? " v is k" : ""));
-      Generator gen(59);
-      std::vector<Array> inputs{Array::normal({2, 4, 3, 5}, gen, 0.0, 1.0, DType::F64),
-                                Array::normal({2, Hkv, 3, 5}, gen, 0.0, 1.0, DType::F64)};
-      if (!v_is_k) inputs.push_back(Array::normal({2, Hkv, 3, 5}, gen, 0.0, 1.0, DType::F64));
-      GradcheckResult r = gradcheck(
-          [&](const std::vector<Tensor>& xs) {
-            Tensor out = scaled_dot_product_attention(xs[0], xs[1], v_is_k ? xs[1] : xs[2], true);
-            // (no grad_fn where gradcheck evaluates without recording)
-            if (out.grad_fn()) CHECK(std::string(out.grad_fn()->name()) == "AttentionBackward");
-            return out;
-          },
-          inputs, "attention");
-      INFO(r.message);
-      CHECK(r.ok);
+  for (int64_t keep : {int64_t{0}, int64_t{1} << 20}) {  // probabilities made again, and kept from forward
+    const KeepProbsBytes limit(keep);
+    for (bool v_is_k : {false, true}) {
+      for (int64_t Hkv : {4, 2, 1}) {
+        INFO("Hkv " << Hkv << (v_is_k ? " v is k" : "") << ", keep probabilities up to " << keep << " bytes");
+        Generator gen(59);
+        std::vector<Array> inputs{Array::normal({2, 4, 3, 5}, gen, 0.0, 1.0, DType::F64),
+                                  Array::normal({2, Hkv, 3, 5}, gen, 0.0, 1.0, DType::F64)};
+        if (!v_is_k) inputs.push_back(Array::normal({2, Hkv, 3, 5}, gen, 0.0, 1.0, DType::F64));
+        GradcheckResult r = gradcheck(
+            [&](const std::vector<Tensor>& xs) {
+              Tensor out = scaled_dot_product_attention(xs[0], xs[1], v_is_k ? xs[1] : xs[2], true);
+              // (no grad_fn where gradcheck evaluates without recording)
+              if (out.grad_fn()) CHECK(std::string(out.grad_fn()->name()) == "AttentionBackward");
+              return out;
+            },
+            inputs, "attention");
+        INFO(r.message);
+        CHECK(r.ok);
+      }
     }
   }
 }
