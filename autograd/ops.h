@@ -73,9 +73,18 @@ Tensor matmul(const Tensor& a, const Tensor& b, QKVLAB_LOC);  // batched, broadc
 // add(matmul(x, transpose(w, 0, 1)), b) up to rounding (the bias is added first, so for in > 256 the sum is
 // grouped differently), with one pass less forward and backward.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, QKVLAB_LOC);
-// linear(gelu(h), w, b) in one op, the same values and gradients bit for bit, that keeps only h for backward (not
-// gelu(h) too): the MLP's second layer, where it saves a fifth of what a transformer block keeps for backward.
+// linear(gelu(h), w, b) in one op, the same values and gradients bit for bit: the MLP's second layer. For backward
+// it keeps gelu(h) and GELU's slope when h takes at most keep_for_backward_bytes() (no GELU in backward), else h
+// alone (a fifth of what a transformer block keeps), and makes gelu(h) and the slope again from it in backward.
 Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b, QKVLAB_LOC);
+
+// Ops that can keep an intermediate from forward or make it again in backward (gelu_linear's GELU and slope, the
+// attention core's probabilities in nn/attention/sdpa.h) keep it when it takes at most this many bytes. Default
+// 4 MiB: `tiny` and the demo keep theirs (2 MB or less a layer) and skip that work in backward; `small` (8 MB a
+// layer) makes them again and holds 32-64 MB less at its peak. The gradients are the same bits either way; 0
+// always makes them again.
+int64_t keep_for_backward_bytes();
+void set_keep_for_backward_bytes(int64_t bytes);  // bytes >= 0
 
 // ---- neural-network ops ----
 Tensor embedding(const Tensor& weight, const Array& ids, QKVLAB_LOC);  // ids int64; backward scatter-adds

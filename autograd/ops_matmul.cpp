@@ -72,23 +72,38 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const Loc& loc)
   });
 }
 
-// linear(gelu(h), w, b), the second layer of an MLP on its hidden activation, as one op that keeps only h for
-// backward instead of h (for GELU's derivative) and gelu(h) (for dW) both: backward makes gelu(h) again from h,
-// in the same pass that computes GELU's derivative (gelu_and_backward_), so it costs no extra pass over h.
+namespace {
+int64_t g_keep_bytes = int64_t{4} << 20;
+}
+int64_t keep_for_backward_bytes() { return g_keep_bytes; }
+void set_keep_for_backward_bytes(int64_t bytes) {
+  check(bytes >= 0, "set_keep_for_backward_bytes: expected a byte count >= 0, got ", bytes);
+  g_keep_bytes = bytes;
+}
+
+// linear(gelu(h), w, b), the second layer of an MLP on its hidden activation, as one op. What it keeps for
+// backward depends on h's size (keep_for_backward_bytes):
+// - small h: gelu(h), which dW needs, and GELU's slope gelu'(h), which dh needs, both computed in forward from one
+//   Phi(h) (gelu_and_slope); backward runs no GELU at all.
+// - large h: only h, instead of gelu(h) and the slope both; backward makes gelu(h) and the slope again from h in
+//   one pass (gelu_and_backward_), so it costs no extra pass over h.
 // The values and gradients are those of the two ops, bit for bit (tests/autograd/test_gelu_linear.cpp).
 //   dact = dy @ w          dh = dact * gelu'(h)          dW = dy^T @ gelu(h)          db = dy summed over rows
 struct GeluLinearBackward : Node {
-  Array h, w;  // the pre-activation (..., in) and the weight (out, in)
+  Array h, w;        // the pre-activation (..., in) and the weight (out, in)
+  Array act, slope;  // or, for a small h, gelu(h) and gelu'(h) instead of h
   const char* name() const override { return "GeluLinearBackward"; }
   std::vector<Array> backward(const Array& g) override {  // g: (..., out)
     const int64_t out_features = g.size(-1), in_features = input_shapes[1][1];
     const Shape& hs = input_shapes[0];
     const int64_t rows = shape_numel(Shape(hs.begin(), hs.end() - 1));
     const Array g2 = g.reshape({rows, out_features});
-    Array act, gh, gw, gb;
+    Array act = this->act, gh, gw, gb;
     if (needs_grad(0)) {
       gh = matmul(g2, w).reshape(hs);   // d gelu(h), made into dh in place
-      if (last_run && h.storage().use_count() == 1) {
+      if (slope.defined()) {
+        mul_(gh, slope);
+      } else if (last_run && h.storage().use_count() == 1) {
         // h is this node's alone and is released after this call: gelu(h) overwrites it rather than taking a
         // buffer of its own, which would add h's size to backward's peak (8 MB a block for `small`)
         gelu_and_backward_inplace_(h, gh);
@@ -96,20 +111,30 @@ struct GeluLinearBackward : Node {
       } else {
         act = gelu_and_backward_(h, gh);
       }
-    } else if (needs_grad(1)) {
+    } else if (needs_grad(1) && !act.defined()) {
       act = gelu(h);
     }
     if (needs_grad(1)) gw = matmul(g2.mT(), act.reshape({rows, in_features}));
     if (needs_grad(2)) gb = sum(g2, {0});
     return {gh, gw, gb};
   }
-  void release_saved() override { h = w = Array(); }
+  void release_saved() override { h = w = act = slope = Array(); }
 };
 Tensor gelu_linear(const Tensor& h, const Tensor& w, const Tensor& b, const Loc& loc) {
   ProfileScope prof("gelu_linear");
-  Array out = linear(gelu(h.data()), w.data(), b.defined() ? b.data() : Array());  // gelu(h) is not kept
+  const Array& hd = h.data();
+  const bool recording = grad_enabled() && (h.requires_grad() || w.requires_grad() || b.requires_grad());
+  const bool keep = recording && hd.numel() * int64_t(dtype_size(hd.dtype())) <= g_keep_bytes;
+  Array slope;
+  Array act = keep && h.requires_grad() ? gelu_and_slope(hd, slope) : gelu(hd);
+  Array out = linear(act, w.data(), b.defined() ? b.data() : Array());
   return record<GeluLinearBackward>(out, {&h, &w, &b}, loc, [&](GeluLinearBackward& n) {
-    if (h.requires_grad() || w.requires_grad()) n.h = h.data();
+    if (keep) {
+      if (w.requires_grad()) n.act = act;
+      n.slope = slope;  // undefined unless h needs a gradient
+    } else if (h.requires_grad() || w.requires_grad()) {
+      n.h = hd;
+    }
     if (h.requires_grad()) n.w = w.data();
   });
 }

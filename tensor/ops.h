@@ -30,6 +30,10 @@ Array gelu_and_backward_(const Array& x, Array& grad);
 // x and needs it no more (GeluLinearBackward): in place when x too is contiguous float, else x is rebound to a new
 // array. Nothing else may read x's buffer afterwards.
 void gelu_and_backward_inplace_(Array& x, Array& grad);
+// gelu(x), and its derivative d gelu(x) / dx written into `slope` (a new array of x's shape), from one Phi(x) per
+// element: the bits of gelu(x) and of gelu_backward(x, 1). For a backward that keeps both instead of x
+// (gelu_linear with small activations): gelu_backward(x, g) = g * slope, bit for bit in float32.
+Array gelu_and_slope(const Array& x, Array& slope);
 Array abs(const Array& a);
 Array sign(const Array& a);                              // -1, 0, 1 (NaN stays NaN)
 Array pow(const Array& a, double exponent);
@@ -75,6 +79,7 @@ Array masked_fill(const Array& a, const Array& mask, double value);
 void add_(Array& dst, const Array& src);                 // dst += src; src broadcasts to dst's shape
 void axpy_(Array& dst, double alpha, const Array& src);  // dst += alpha * src
 void mul_(Array& dst, double alpha);                     // dst *= alpha
+void mul_(Array& dst, const Array& src);                 // dst *= src; src broadcasts to dst's shape
 
 // ---- reductions (dims may be negative; empty dims = all dims) ----
 // Sums accumulate in double (also for float32), so 1e6-element sums are exact to ~1e-7 relative, and the

@@ -244,6 +244,35 @@ void gelu_and_backward_inplace_(Array& x, Array& grad) {
   grad = gelu_backward(x, grad);
   x = gelu(x);
 }
+Array gelu_and_slope(const Array& x, Array& slope) {
+  check_defined(x, "gelu_and_slope");
+  if (x.dtype() != DType::F32) {  // float64: the two kernels (erf through libm), for gradcheck
+    slope = gelu_backward(x, Array::ones(x.shape(), x.dtype()));
+    return gelu(x);
+  }
+  Array value = Array::empty(x.shape(), x.dtype());
+  slope = Array::empty(x.shape(), x.dtype());
+  float* v = value.data<float>();
+  float* d = slope.data<float>();
+  const float* xp = x.data<float>();
+  parallel_strided_loop<3>(x.shape(), {&value.strides(), &slope.strides(), &x.strides()},
+                           [&](const std::array<int64_t, 3>& off, int64_t n, const std::array<int64_t, 3>& in) {
+                             float* __restrict vo = v + off[0];
+                             float* __restrict so = d + off[1];
+                             const float* xi = xp + off[2];
+                             auto at = [](float xv, float& vr, float& sr) {
+                               const fastmath::NormalCdf c = fastmath::normal_cdf(xv);
+                               vr = gelu_value(xv, c);
+                               sr = gelu_slope(xv, c);
+                             };
+                             if (in[0] == 1 && in[1] == 1 && in[2] == 1) {
+                               for (int64_t i = 0; i < n; ++i) at(xi[i], vo[i], so[i]);
+                             } else {
+                               for (int64_t i = 0; i < n; ++i) at(xi[i * in[2]], vo[i * in[0]], so[i * in[1]]);
+                             }
+                           });
+  return value;
+}
 Array abs(const Array& a) {
   return unary_op(a, "abs", [](auto x) { return std::abs(x); });
 }
@@ -406,6 +435,10 @@ Array masked_fill(const Array& a, const Array& mask, double value) {
 
 void add_(Array& dst, const Array& src) {
   inplace_op(dst, src, "add_", [](auto x, auto y) { return x + y; });
+}
+
+void mul_(Array& dst, const Array& src) {
+  inplace_op(dst, src, "mul_", [](auto x, auto y) { return x * y; });
 }
 
 void axpy_(Array& dst, double alpha, const Array& src) {

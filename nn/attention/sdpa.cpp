@@ -85,8 +85,8 @@ struct Core {
 //   out = P V                      dP = dout V^T              dV = P^T dout         (summed over the G heads)
 //   P = softmax(q k^T * scale)     dS = scale P (dP - rowsum(dP P))
 //                                  dq = dS k                  dk = (q^T dS)^T       (summed over the G heads)
-// Probabilities of at most attention_keep_probs_bytes() (sdpa.h) are kept from forward instead: the same bits,
-// without the second product and softmax.
+// Probabilities of at most keep_for_backward_bytes() (autograd/ops.h) are kept from forward instead: the same
+// bits, without the second product and softmax.
 struct AttentionBackward : Node {
   Array q, k, v;  // as given: (B,H,T,D), (B,Hkv,S,D), (B,Hkv,S,D); v may be k itself (Q-K=V)
   Array kept;     // forward's probabilities (B,H,T,S) when small enough, else undefined
@@ -113,14 +113,7 @@ struct AttentionBackward : Node {
   void release_saved() override { q = k = v = kept = Array(); }
 };
 
-int64_t g_keep_probs_bytes = int64_t{4} << 20;
 }  // namespace
-
-int64_t attention_keep_probs_bytes() { return g_keep_probs_bytes; }
-void set_attention_keep_probs_bytes(int64_t bytes) {
-  check(bytes >= 0, "set_attention_keep_probs_bytes: expected a byte count >= 0, got ", bytes);
-  g_keep_probs_bytes = bytes;
-}
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                                     const ScoreBias& score_bias, AttentionMaps* maps) {
@@ -134,7 +127,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
       n.q = q.data();
       n.k = k.data();
       n.v = v.data();
-      if (p.numel() * int64_t(dtype_size(p.dtype())) <= g_keep_probs_bytes) n.kept = p;
+      if (p.numel() * int64_t(dtype_size(p.dtype())) <= keep_for_backward_bytes()) n.kept = p;
       n.causal = causal;
     });
   }

@@ -40,16 +40,10 @@ struct AttentionMaps {
 // (scaled_causal_softmax): the same output, maps and gradients, bit for bit in float32, because the fused op
 // does the chain's arithmetic in the chain's order (tensor/ops.h). tests/nn/test_attention.cpp holds it to that.
 // Without a score bias and without maps (every training step of QKV, Q-K=V, Q=K-V, Q=K=V, GQA and MQA), it also
-// records the whole product-softmax-product as one node, AttentionBackward, which keeps only q, k and v and makes
-// the probabilities again in backward: 8 MB fewer saved a layer of the `small` GPT, for one more q k^T and softmax
-// a layer, with the chain's gradients bit for bit (nn/attention/sdpa.cpp).
-// The probabilities (B,H,T,S) of AttentionBackward: kept from forward when they take at most this many bytes,
-// made again in backward from q and k when larger. Default 4 MiB: the `tiny` GPT (2 MB a layer) and `make demo`
-// (256 KB) keep them and skip one product and softmax a layer in backward; `small` (8 MB a layer) makes them
-// again and holds 32 MB less at its peak. Either way the gradients are the same bits. 0 always makes them again.
-int64_t attention_keep_probs_bytes();
-void set_attention_keep_probs_bytes(int64_t bytes);  // bytes >= 0
-
+// records the whole product-softmax-product as one node, AttentionBackward, which keeps q, k and v, and the
+// probabilities only when they take at most keep_for_backward_bytes() (autograd/ops.h); larger ones it makes again
+// in backward: 8 MB fewer saved a layer of the `small` GPT, for one more q k^T and softmax a layer. The chain's
+// gradients bit for bit either way (nn/attention/sdpa.cpp).
 Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                            const ScoreBias& score_bias = nullptr, AttentionMaps* maps = nullptr);
 

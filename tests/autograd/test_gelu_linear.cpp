@@ -1,6 +1,7 @@
-// gelu_linear (autograd/ops.h): linear(gelu(h), w, b) as one op that keeps only h for backward. Its values and
-// gradients must be those of the two separate ops bit for bit, in float as in double, with and without bias and
-// whichever inputs require grad; gelu_and_backward_ (tensor/ops.h), which its backward calls, must match gelu and
+// gelu_linear (autograd/ops.h): linear(gelu(h), w, b) as one op that keeps for backward gelu(h) and GELU's slope
+// when h is small (keep_for_backward_bytes), else only h. Its values and gradients must be those of the two
+// separate ops bit for bit on both paths, in float as in double, with and without bias and whichever inputs
+// require grad; gelu_and_backward_ and gelu_and_slope (tensor/ops.h), which it calls, must match gelu and
 // gelu_backward bit for bit. The double-precision gradient check against finite differences is in the gradcheck
 // suite (autograd/gradcheck_suite.cpp, op "gelu_linear").
 #include <catch2/catch.hpp>
@@ -43,7 +44,38 @@ Grads run(F f, const Array& h0, const Array& w0, const Array& b0, const Array& r
   return g;
 }
 
+// Sets keep_for_backward_bytes for one scope.
+struct KeepBytes {
+  int64_t saved = keep_for_backward_bytes();
+  explicit KeepBytes(int64_t bytes) { set_keep_for_backward_bytes(bytes); }
+  ~KeepBytes() { set_keep_for_backward_bytes(saved); }
+};
+
 }  // namespace
+
+TEST_CASE("gelu_and_slope: gelu and its slope in one pass; the slope times g is gelu_backward bit for bit",
+          "[ops][gelu]") {
+  Generator gen(13);
+  for (DType dt : {DType::F32, DType::F64}) {
+    Array x = (Array::normal({10, 100}, gen) * 4.0).to(dt);
+    const Array g = Array::normal({10, 100}, gen).to(dt);
+    x.set({0, 0}, std::numeric_limits<double>::quiet_NaN());
+    x.set({0, 1}, std::numeric_limits<double>::infinity());
+    x.set({0, 2}, -std::numeric_limits<double>::infinity());
+    x.set({0, 3}, 0.0);
+    for (const Array& xs : {x, x.mT()}) {  // contiguous, and a transposed view (the strided loop)
+      INFO(dtype_name(dt) << (xs.is_contiguous() ? "" : ", transposed"));
+      Array slope;
+      const Array v = gelu_and_slope(xs, slope);
+      CHECK(same_bits(v, gelu(xs)));
+      CHECK(same_bits(slope, gelu_backward(xs, Array::ones(xs.shape(), dt))));
+      Array d = xs.is_contiguous() ? g * 1.0 : g.mT() * 1.0;
+      const Array want = gelu_backward(xs, d);
+      mul_(d, slope);
+      CHECK(same_bits(d, want));
+    }
+  }
+}
 
 TEST_CASE("gelu_and_backward_: gelu and gelu_backward in one pass, bit for bit", "[ops][gelu]") {
   Generator gen(7);
@@ -99,6 +131,7 @@ TEST_CASE("gelu_and_backward_inplace_: the same bits, gelu(x) written over x", "
 // writes gelu(h) over h instead of a new buffer. Same bits as with retain_graph (which keeps h intact), and the
 // backward's peak lower by about h's bytes.
 TEST_CASE("gelu_linear: the last backward reuses h's buffer, with the same gradients", "[autograd][gelu]") {
+  const KeepBytes limit(0);  // h is kept, not gelu(h) and the slope, however small
   Generator gen(5);
   // h (512, 256) is 512 KB, and so is its gradient; every other tensor backward makes is 16 KB or less.
   const Array x0 = Array::normal({512, 8}, gen), w10 = Array::normal({256, 8}, gen) * 0.3;
@@ -132,27 +165,43 @@ TEST_CASE("gelu_linear: the last backward reuses h's buffer, with the same gradi
 }
 
 TEST_CASE("gelu_linear: the values and gradients of linear(gelu(h), w, b), bit for bit", "[autograd][gelu]") {
-  Generator gen(3);
   auto fused = [](const Tensor& h, const Tensor& w, const Tensor& b) { return gelu_linear(h, w, b); };
   auto plain = [](const Tensor& h, const Tensor& w, const Tensor& b) { return linear(gelu(h), w, b); };
-  for (DType dt : {DType::F32, DType::F64}) {
-    // (2,9,70) -> (2,9,33): 70 inputs and 18 rows reach the GEMM's full tiles and its edges.
-    const Array h = (Array::normal({2, 9, 70}, gen) * 2.0).to(dt);
-    const Array w = (Array::normal({33, 70}, gen) * 0.1).to(dt);
-    const Array b = Array::normal({33}, gen).to(dt);
-    const Array r = Array::normal({2, 9, 33}, gen).to(dt);
-    for (bool with_bias : {true, false}) {
-      for (auto [h_grad, w_grad] : {std::pair{true, true}, std::pair{true, false}, std::pair{false, true}}) {
-        INFO("dtype " << dtype_name(dt) << ", bias " << with_bias << ", h grad " << h_grad << ", w grad " << w_grad);
-        const Array bias = with_bias ? b : Array();
-        Grads f = run(fused, h, w, bias, r, h_grad, w_grad);
-        Grads p = run(plain, h, w, bias, r, h_grad, w_grad);
-        CHECK(same_bits(f.y, p.y));
-        if (h_grad) CHECK(same_bits(f.gh, p.gh));
-        if (w_grad) CHECK(same_bits(f.gw, p.gw));
-        if (with_bias) CHECK(same_bits(f.gb, p.gb));
+  // h keeps only itself (limit 0), or gelu(h) and the slope (a limit above its 5 KB in float64)
+  for (int64_t keep : {int64_t{0}, int64_t{1} << 20}) {
+    const KeepBytes limit(keep);
+    Generator gen(3);
+    for (DType dt : {DType::F32, DType::F64}) {
+      // (2,9,70) -> (2,9,33): 70 inputs and 18 rows reach the GEMM's full tiles and its edges.
+      const Array h = (Array::normal({2, 9, 70}, gen) * 2.0).to(dt);
+      const Array w = (Array::normal({33, 70}, gen) * 0.1).to(dt);
+      const Array b = Array::normal({33}, gen).to(dt);
+      const Array r = Array::normal({2, 9, 33}, gen).to(dt);
+      for (bool with_bias : {true, false}) {
+        for (auto [h_grad, w_grad] : {std::pair{true, true}, std::pair{true, false}, std::pair{false, true}}) {
+          INFO("dtype " << dtype_name(dt) << ", bias " << with_bias << ", h grad " << h_grad << ", w grad " << w_grad
+                        << ", keep up to " << keep << " bytes");
+          const Array bias = with_bias ? b : Array();
+          Grads f = run(fused, h, w, bias, r, h_grad, w_grad);
+          Grads p = run(plain, h, w, bias, r, h_grad, w_grad);
+          CHECK(same_bits(f.y, p.y));
+          if (h_grad) CHECK(same_bits(f.gh, p.gh));
+          if (w_grad) CHECK(same_bits(f.gw, p.gw));
+          if (with_bias) CHECK(same_bits(f.gb, p.gb));
+        }
       }
     }
+  }
+  // What forward keeps: h (already alive: nothing new) up to the limit 0, gelu(h) and its slope above.
+  Generator gen(4);
+  const Array h0 = Array::normal({16, 64}, gen), w0 = Array::normal({8, 64}, gen);
+  for (int64_t keep : {int64_t{0}, int64_t{1} << 20}) {
+    const KeepBytes limit(keep);
+    Tensor h(h0, true), w(w0, true);
+    const int64_t before = Storage::live_bytes();
+    Tensor y = gelu_linear(h, w, Tensor());
+    const int64_t kept = Storage::live_bytes() - before - y.data().numel() * int64_t(sizeof(float));
+    CHECK(kept == (keep ? 2 * h0.numel() * int64_t(sizeof(float)) : 0));
   }
   // Without any input that requires grad, nothing is recorded.
   Tensor y = gelu_linear(Tensor(Array::ones({2, 3})), Tensor(Array::ones({4, 3})), Tensor());

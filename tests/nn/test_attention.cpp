@@ -259,16 +259,16 @@ TEST_CASE("attention with the fused softmax equals the unfused chain: output, ma
   }
 }
 
-// Sets attention_keep_probs_bytes for one scope.
+// Sets keep_for_backward_bytes for one scope.
 struct KeepProbsBytes {
-  int64_t saved = attention_keep_probs_bytes();
-  explicit KeepProbsBytes(int64_t bytes) { set_attention_keep_probs_bytes(bytes); }
-  ~KeepProbsBytes() { set_attention_keep_probs_bytes(saved); }
+  int64_t saved = keep_for_backward_bytes();
+  explicit KeepProbsBytes(int64_t bytes) { set_keep_for_backward_bytes(bytes); }
+  ~KeepProbsBytes() { set_keep_for_backward_bytes(saved); }
 };
 
 // Without maps or a score bias, scaled_dot_product_attention records one node, AttentionBackward, that keeps q, k
 // and v and makes the probabilities again in backward, or keeps them too when they are small
-// (attention_keep_probs_bytes, nn/attention/sdpa.cpp); asked for maps, it runs the chain of ops, which keeps them.
+// (keep_for_backward_bytes, nn/attention/sdpa.cpp); asked for maps, it runs the chain of ops, which keeps them.
 // All three must give the same bits.
 TEST_CASE("attention that keeps no probabilities gives the chain's output and gradients bit for bit",
           "[attention][attention_softmax]") {
@@ -321,7 +321,7 @@ TEST_CASE("attention that keeps no probabilities gives the chain's output and gr
     }
     CHECK(run(false, probs_bytes - 1).kept_bytes == 0);  // one byte over the limit: made again
   }
-  CHECK_THROWS_WITH(set_attention_keep_probs_bytes(-1), Catch::Contains("expected a byte count >= 0, got -1"));
+  CHECK_THROWS_WITH(set_keep_for_backward_bytes(-1), Catch::Contains("expected a byte count >= 0, got -1"));
 }
 
 TEST_CASE("AttentionBackward agrees with finite differences in double precision", "[attention][gradcheck]") {
