@@ -99,6 +99,9 @@ Array sum_to(const Array& a, const Shape& shape);
 // matmul: (..., M, K) @ (..., K, N) -> (..., M, N); batch dims broadcast; 1-D operands as in NumPy.
 // Transposed or otherwise strided operands are read in place (no copies). "matmul: inner dims differ: (4,3) @ (5,2)"
 Array matmul(const Array& a, const Array& b);
+// out = a @ b written into out, a view of shape (..., M, N) with dense rows (last stride 1) and any other strides
+// (e.g. a block of a bigger array); a and b broadcast to out's batch dims. The same bits as matmul.
+void matmul_into(Array& out, const Array& a, const Array& b);
 // linear: x @ w^T + b in one pass, as nn.Linear computes it: x (..., in), w (out, in), b (out) or undefined ->
 // (..., out). The bias is written into the output first and the product is accumulated onto it, so there is no
 // separate pass to add it. "linear: input (4,3) does not end in the weight's 5 inputs (weight (2,5))"

@@ -18,6 +18,28 @@
 
 namespace qkvlab {
 
+namespace {
+// off[i] = the element offset of batch entry i (row-major order over `batch`) in an array with these strides
+// (its leading batch.size() strides are the batch dims').
+void batch_offsets(const Shape& batch, const Strides& strides, int64_t* off) {
+  const size_t nd = batch.size();
+  const int64_t nb = shape_numel(batch);
+  std::vector<int64_t> idx(nd, 0);
+  int64_t o = 0;
+  for (int64_t i = 0; i < nb; ++i) {
+    off[i] = o;
+    for (size_t d = nd; d-- > 0;) {  // odometer
+      if (++idx[d] < batch[d]) {
+        o += strides[d];
+        break;
+      }
+      o -= strides[d] * (batch[d] - 1);
+      idx[d] = 0;
+    }
+  }
+}
+}  // namespace
+
 Array matmul(const Array& a_in, const Array& b_in) {
   const char* op = "matmul";
   detail::check_same_dtype(a_in, b_in, op);
@@ -53,23 +75,9 @@ Array matmul(const Array& a_in, const Array& b_in) {
     // Element offsets of each batch entry, in row-major batch order.
     std::vector<int64_t> a_off(static_cast<size_t>(nb)), b_off(static_cast<size_t>(nb)), c_off(static_cast<size_t>(nb));
     const size_t nd = batch.size();
-    std::vector<int64_t> idx(nd, 0);
-    int64_t ao = 0, bo = 0;
-    for (int64_t i = 0; i < nb; ++i) {
-      a_off[i] = ao;
-      b_off[i] = bo;
-      c_off[i] = i * M * N;
-      for (size_t d = nd; d-- > 0;) {  // odometer
-        if (++idx[d] < batch[d]) {
-          ao += ae.strides()[d];
-          bo += be.strides()[d];
-          break;
-        }
-        ao -= ae.strides()[d] * (batch[d] - 1);
-        bo -= be.strides()[d] * (batch[d] - 1);
-        idx[d] = 0;
-      }
-    }
+    batch_offsets(batch, ae.strides(), a_off.data());
+    batch_offsets(batch, be.strides(), b_off.data());
+    for (int64_t i = 0; i < nb; ++i) c_off[i] = i * M * N;
     const size_t r = nd;  // the matrix dims of the expanded operands
     // One big product instead of nb small ones when b is the same matrix for every batch entry (a weight) and a's
     // batch and row dims are laid out as one: (..., M, K) @ (K, N) is then (nb*M, K) @ (K, N), and b is packed
@@ -84,6 +92,38 @@ Array matmul(const Array& a_in, const Array& b_in) {
     gemm_batched(nb, a_off.data(), b_off.data(), c_off.data(), M, N, K, ae.data<T>(), ae.strides()[r],
                  ae.strides()[r + 1], be.data<T>(), be.strides()[r], be.strides()[r + 1], out.data<T>(), N, false);
     return out;
+  });
+}
+
+void matmul_into(Array& out, const Array& a, const Array& b) {
+  const char* op = "matmul_into";
+  detail::check_same_dtype(a, b, op);
+  detail::check_same_dtype(out, a, op);
+  check(a.ndim() >= 2 && b.ndim() >= 2, op, ": both operands need at least 2 dims, got ", a.shape(), " @ ",
+        b.shape());
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  check(b.size(-2) == K, op, ": inner dims differ: ", a.shape(), " @ ", b.shape());
+  const Shape batch(out.shape().begin(), out.shape().end() - std::min<size_t>(2, out.shape().size()));
+  Shape a_full = batch, b_full = batch, o_full = batch;
+  a_full.insert(a_full.end(), {M, K});
+  b_full.insert(b_full.end(), {K, N});
+  o_full.insert(o_full.end(), {M, N});
+  check(out.shape() == o_full, op, ": the output ", out.shape(), " is not the product's ", o_full, " of ",
+        a.shape(), " @ ", b.shape());
+  check(out.strides().back() == 1 || N <= 1, op, ": the output's rows must be dense, got strides ", out.strides());
+  const Array ae = a.expand(a_full), be = b.expand(b_full);
+  const int64_t nb = shape_numel(batch);
+  if (nb == 0 || M == 0 || N == 0) return;
+  std::vector<int64_t> a_off(static_cast<size_t>(nb)), b_off(a_off.size()), c_off(a_off.size());
+  batch_offsets(batch, ae.strides(), a_off.data());
+  batch_offsets(batch, be.strides(), b_off.data());
+  batch_offsets(batch, out.strides(), c_off.data());
+  const size_t r = batch.size();
+  dispatch_float(a.dtype(), op, [&](auto z) {
+    using T = decltype(z);
+    gemm_batched(nb, a_off.data(), b_off.data(), c_off.data(), M, N, K, ae.data<T>(), ae.strides()[r],
+                 ae.strides()[r + 1], be.data<T>(), be.strides()[r], be.strides()[r + 1], out.data<T>(),
+                 out.strides()[r], false);
   });
 }
 

@@ -278,7 +278,11 @@ TEST_CASE("attention that keeps no probabilities gives the chain's output and gr
   };
   for (const Case c : {Case{4, 4, 5, 5, true, false}, Case{4, 2, 5, 5, true, false}, Case{2, 1, 6, 6, false, false},
                        Case{4, 4, 5, 5, true, true}, Case{4, 2, 6, 6, false, true}, Case{4, 2, 3, 7, true, false},
-                       Case{2, 2, 1, 1, true, false}}) {
+                       Case{2, 2, 1, 1, true, false},
+                       // T > 64: the causal products in blocks of 64 queries or keys (sdpa.cpp, Core::blocked),
+                       // GQA, a KV cache (S > T), v = k, a last block of 65 rows, three blocks
+                       Case{4, 2, 70, 70, true, false}, Case{2, 2, 65, 90, true, false}, Case{4, 4, 129, 129, true, true},
+                       Case{2, 2, 192, 192, true, false}, Case{2, 1, 100, 100, false, false}}) {
     INFO("H " << c.H << " Hkv " << c.Hkv << " T " << c.T << " S " << c.S << (c.causal ? " causal" : "")
               << (c.v_is_k ? " v is k" : ""));
     Generator gen(53);

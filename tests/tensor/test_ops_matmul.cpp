@@ -122,6 +122,32 @@ TEST_CASE("matmul of transposed views equals matmul of their copies (attention s
   CHECK(ref_rel_diff(s, ref_matmul(q, k)) < 1e-5);
 }
 
+// matmul_into writes a product into a block of a bigger array (the attention core's causal blocks,
+// nn/attention/sdpa.cpp): the block gets matmul's bits, broadcast batch dims included, and nothing outside it
+// changes; an output of the wrong shape or with strided rows is refused.
+TEST_CASE("matmul_into: a product into a block of a bigger array, matmul's bits", "[ops][matmul]") {
+  Generator gen(71);
+  const Array a = Array::normal({2, 3, 20, 9}, gen), b = Array::normal({2, 1, 9, 40}, gen);
+  Array big = Array::full({2, 3, 50, 60}, 7.0);
+  Array block = big.slice(-2, 5, 25).slice(-1, 10, 50);  // (2,3,20,40), rows of stride 60
+  matmul_into(block, a, b);
+  CHECK(block.to_vector() == matmul(a, b).to_vector());
+  // a product over part of the inner dim, as the causal blocks take it
+  Array part = big.slice(-2, 30, 50).slice(-1, 0, 7);
+  matmul_into(part, a.slice(-1, 0, 4), b.slice(-2, 0, 4).slice(-1, 0, 7));
+  CHECK(part.to_vector() == matmul(a.slice(-1, 0, 4), b.slice(-2, 0, 4).slice(-1, 0, 7)).to_vector());
+  // everything outside the two blocks is still 7
+  Array mask = Array::ones({2, 3, 50, 60});
+  mask.slice(-2, 5, 25).slice(-1, 10, 50).fill_(0.0);
+  mask.slice(-2, 30, 50).slice(-1, 0, 7).fill_(0.0);
+  CHECK(sum(mul(mask, sub(big, Array::scalar(7.0)))).item() == 0.0);
+  CHECK(sum(mask).item() == 2 * 3 * (50 * 60 - 20 * 40 - 20 * 7));
+  Array wrong = Array::empty({2, 3, 20, 41});
+  CHECK_THROWS_WITH(matmul_into(wrong, a, b), Catch::Contains("is not the product's (2,3,20,40)"));
+  Array strided = Array::empty({2, 3, 40, 20}).mT();
+  CHECK_THROWS_WITH(matmul_into(strided, a, b), Catch::Contains("rows must be dense"));
+}
+
 TEST_CASE("linear: x @ w^T + b in one pass equals matmul then add", "[ops][matmul]") {
   Generator g(21);
   for (DType dt : {DType::F32, DType::F64}) {
