@@ -8,9 +8,12 @@
 #   train     PyTorch: /usr/bin/python3 bench/torch_gpt.py (python3-torch), the same GPT in PyTorch
 #   decode    ours only: with and without the KV cache, and the cache bytes against the formula
 #   scaling   ours only: step time vs context and vs width, QKV vs Q-K=V, charts in $OUT/
+#   demo      one run of `make demo`'s configuration (REVERSE, d 64, 2 layers, 2 heads, length 16, 2 epochs, one
+#             seed, QKV) on one thread, whole `qkvlab study` processes, beside bench/torch_synthetic.py, the same
+#             run in PyTorch (issue 16's speed goal: at most half the time of the authors' PyTorch code)
 # A missing yardstick is said in one line and our figures are printed alone (install: bash tools/deps.sh --bench).
 #
-# Usage: bash bench/run.sh [--quick] [--sections "matmul train decode scaling"] [--repeats N] [--threads N]
+# Usage: bash bench/run.sh [--quick] [--sections "matmul train decode scaling demo"] [--repeats N] [--threads N]
 #   --quick     one repeat, fewer samples and steps: a few minutes in all
 #   --repeats   independent measurements per row (default 3; the tables show median [min-max])
 #   --threads   measure only this thread count (default: 1 and all cores)
@@ -21,23 +24,24 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/release}
 OUT=${OUT:-$BUILD/bench-results}
 QKVLAB=$BUILD/qkvlab
-SECTIONS="matmul train decode scaling"
+SECTIONS="matmul train decode scaling demo"
 FLAGS=()
 QUICK=()
+REPEATS=3
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) FLAGS+=(--quick); QUICK=(--quick) ;;
+    --quick) FLAGS+=(--quick); QUICK=(--quick); REPEATS=1 ;;
     --sections) SECTIONS=$2; shift ;;
-    --repeats) FLAGS+=(--repeats "$2"); shift ;;
+    --repeats) FLAGS+=(--repeats "$2"); REPEATS=$2; shift ;;
     --threads) FLAGS+=(--threads "$2"); shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option '$1' (expected --quick, --sections, --repeats or --threads)" >&2; exit 2 ;;
   esac
   shift
 done
 for s in $SECTIONS; do
-  case "$s" in matmul|train|decode|scaling) ;;
-    *) echo "bench/run.sh: unknown section '$s' (known: matmul train decode scaling)" >&2; exit 2 ;;
+  case "$s" in matmul|train|decode|scaling|demo) ;;
+    *) echo "bench/run.sh: unknown section '$s' (known: matmul train decode scaling demo)" >&2; exit 2 ;;
   esac
 done
 [ -x "$QKVLAB" ] || { echo "bench/run.sh: $QKVLAB not found; run make first" >&2; exit 2; }
@@ -109,7 +113,57 @@ section() {
       "$QKVLAB" bench decode "${FLAGS[@]}" ;;
     scaling)
       "$QKVLAB" bench scaling "${QUICK[@]}" --out "$OUT" ;;
+    demo)
+      demo_section ;;
   esac
+}
+
+# One run of `make demo`'s configuration, ours and PyTorch's alternating, $REPEATS times each, one thread.
+# Ours: the whole `qkvlab study` process (data, 158 steps, the 2,000-sequence evaluation, checkpoint, charts).
+# PyTorch: the time bench/torch_synthetic.py reports (data, training, evaluation; not the interpreter's start and
+# `import torch`, about a second more, which the last column adds back).
+demo_section() {
+  local have_torch=0 i t0 t1 ours theirs whole
+  /usr/bin/python3 -c "import torch" 2>/dev/null && have_torch=1
+  echo "## One run of the demo's configuration (REVERSE, d 64, 2 layers, 2 heads, length 16, 2 epochs: 158 steps of 128), one thread"
+  echo
+  [ $have_torch = 1 ] || echo "PyTorch: not found (python3-torch for /usr/bin/python3); our figures alone."
+  echo "| run | qkvlab study, whole process (s) | PyTorch bench/torch_synthetic.py, data + training + evaluation (s) | ours / PyTorch | PyTorch whole process (s) |"
+  echo "|---|---|---|---|---|"
+  local rows=()
+  for i in $(seq "$REPEATS"); do
+    t0=$(date +%s.%N)
+    "$QKVLAB" study --task reverse --variants qkv --d-model 64 --layers 2 --heads 2 --seq-len 16 --epochs 2 \
+      --seeds 1 --threads 1 --no-maps --out "$OUT/demo-run" --overwrite >/dev/null 2>&1 ||
+      { echo "bench/run.sh: qkvlab study failed (run it by hand to see why)" >&2; return 1; }
+    t1=$(date +%s.%N)
+    ours=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+    theirs=- whole=-
+    if [ $have_torch = 1 ]; then
+      t0=$(date +%s.%N)
+      theirs=$(/usr/bin/python3 bench/torch_synthetic.py --threads 1 | awk '{ printf "%.2f", $2 }')
+      t1=$(date +%s.%N)
+      whole=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+    fi
+    rows+=("$ours $theirs $whole")
+    echo "| $i | $ours | $theirs | $(awk -v a="$ours" -v b="$theirs" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "-" }') | $whole |"
+  done
+  # median [min-max] of each column
+  printf '%s\n' "${rows[@]}" | awk '
+    function med(v, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+                                    return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }
+    { n++; a[n] = $1; b[n] = $2; c[n] = $3; if ($2 + 0 > 0) r[n] = $1 / $2 }
+    END {
+      ma = med(a, n); lo_a = a[1]; hi_a = a[n]
+      if (b[1] == "-") { printf "| median [min-max] | %.2f [%.2f-%.2f] | - | - | - |\n", ma, lo_a, hi_a; exit }
+      mb = med(b, n); lo_b = b[1]; hi_b = b[n]; mr = med(r, n); lo_r = r[1]; hi_r = r[n]; mc = med(c, n)
+      printf "| median [min-max] | %.2f [%.2f-%.2f] | %.2f [%.2f-%.2f] | %.2f [%.2f-%.2f] | %.2f [%.2f-%.2f] |\n", ma, lo_a, hi_a, mb, lo_b, hi_b, mr, lo_r, hi_r, mc, c[1], c[n]
+    }'
+  echo
+  echo "The goal (issue 16): ours at most half the PyTorch run, a ratio <= 0.50. PyTorch runs its products on"
+  echo "OpenBLAS with the kernels in the facts table above; bench/torch_synthetic.py is this project's PyTorch"
+  echo "version of the authors' recipe, not their code."
+  echo
 }
 
 # The facts two reports must share before their figures can be compared (issue 18): CPU, cores, caches, the
