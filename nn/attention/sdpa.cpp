@@ -81,7 +81,7 @@ struct Core {
   // quarter of the products; smaller blocks, or `tiny`'s T 64 in two, measured no faster). Queries [i0, i1) see keys
   // [0, seen(i1)): scores (q k^T, dout v^T) are not computed for the keys after (the softmax and its backward
   // write 0 there without reading), and products over keys (P v, dS k) stop there. Key j is seen by queries
-  // [first(j), T): products over queries (P^T dout, q^T dS) start there. What is left out are terms with an exact
+  // [first(j), T): products over queries (P^T dout, dS^T q) start there. What is left out are terms with an exact
   // 0 factor (a masked probability or score gradient) at the end or the start of each sum; a sum that starts at +0
   // stays +0 through them, so with finite values the results are the same bits, provided each product is one pass
   // over its inner dim: at most 192 (the GEMM's smallest block along it, KC in tensor/gemm.cpp). Everything else
@@ -98,6 +98,19 @@ struct Core {
     shape.push_back(b.size(-1));
     return Array::empty(shape, a.dtype());
   }
+  // A new array of x's shape with x's order of dims in memory: for heads that are a permuted view of a (B,T,H,D)
+  // projection, (B,T,H,D) memory seen as (B,H,T,D). What attention writes in that layout (its output, the
+  // gradients of q, k, v) goes back to (B,T,H*D) as a view, with no transposing copy.
+  static Array empty_like_layout(const Array& x) {
+    std::vector<int64_t> order(size_t(x.ndim()));
+    for (size_t d = 0; d < order.size(); ++d) order[d] = int64_t(d);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return x.strides()[a] > x.strides()[b]; });
+    Shape shape;
+    for (int64_t d : order) shape.push_back(x.size(d));
+    std::vector<int64_t> back(order.size());
+    for (size_t i = 0; i < order.size(); ++i) back[size_t(order[i])] = int64_t(i);
+    return Array::empty(shape, x.dtype()).permute(back);
+  }
   // (..., T, X) @ (..., X, S): scores of queries for keys
   Array scores(const Array& a, const Array& b) const {
     if (!blocked()) return matmul(a, b);
@@ -110,41 +123,25 @@ struct Core {
     }
     return out;
   }
-  // (..., T, S) @ (..., S, X): probabilities (or their gradient) times values (or keys)
-  Array over_keys(const Array& p, const Array& b) const {
-    if (!blocked()) return matmul(p, b);
-    Array out = empty_like_product(p, b);
+  // (..., T, S) @ (..., S, X): probabilities (or their gradient) times values (or keys), into out
+  void over_keys(const Array& p, const Array& b, Array& out) const {
+    if (!blocked()) return matmul_into(out, p, b);
     for (int64_t i0 = 0, i1; i0 < T; i0 = i1) {
       i1 = block_end(i0, T);
       const int64_t n = seen(i1);
       Array o = out.slice(-2, i0, i1);
       matmul_into(o, p.slice(-2, i0, i1).slice(-1, 0, n), b.slice(-2, 0, n));
     }
-    return out;
   }
-  // (..., S, T) @ (..., T, X): the keys' rows of a product over queries (P^T dout)
-  Array key_rows(const Array& pt, const Array& b) const {
-    if (!blocked()) return matmul(pt, b);
-    Array out = empty_like_product(pt, b);
+  // (..., S, T) @ (..., T, X): the keys' rows of a product over queries (P^T dout, dS^T q), into out
+  void key_rows(const Array& pt, const Array& b, Array& out) const {
+    if (!blocked()) return matmul_into(out, pt, b);
     for (int64_t j0 = 0, j1; j0 < S; j0 = j1) {
       j1 = block_end(j0, S);
       const int64_t f = first(j0);
       Array o = out.slice(-2, j0, j1);  // f < T: key j0 < S is seen by query T - 1
       matmul_into(o, pt.slice(-2, j0, j1).slice(-1, f, T), b.slice(-2, f, T));
     }
-    return out;
-  }
-  // (..., X, T) @ (..., T, S): the keys' columns of a product over queries (q^T dS)
-  Array key_cols(const Array& a, const Array& ds) const {
-    if (!blocked()) return matmul(a, ds);
-    Array out = empty_like_product(a, ds);
-    for (int64_t j0 = 0, j1; j0 < S; j0 = j1) {
-      j1 = block_end(j0, S);
-      const int64_t f = first(j0);
-      Array o = out.slice(-1, j0, j1);
-      matmul_into(o, a.slice(-1, f, T), ds.slice(-2, f, T).slice(-1, j0, j1));
-    }
-    return out;
   }
 };
 
@@ -166,20 +163,36 @@ struct AttentionBackward : Node {
   std::vector<Array> backward(const Array& g) override {  // g: (B,H,T,D)
     const Core c(q, k, v, causal);
     const Array g5 = g.reshape({c.B, c.Hkv, c.G, c.T, c.D});
-    auto reduce_to = [](Array x, const Shape& shape) { return x.shape() == shape ? x : sum_to(x, shape); };
     Array p = kept.defined() ? kept : c.probs();  // kept, or made again
+    // Each gradient in its input's layout (Core::empty_like_layout). dk and dv with grouped heads (G > 1) are
+    // products over the G query heads of a group, summed afterwards.
+    auto key_grad = [&](const Array& like, const Array& a, const Array& b) {  // (B,Hkv,S,D) = sum_G a @ b
+      if (c.G == 1) {
+        Array out = Core::empty_like_layout(like);
+        Array o5 = out.view({c.B, c.Hkv, 1, c.S, c.D});
+        c.key_rows(a, b, o5);
+        return out;
+      }
+      Array all = Core::empty_like_product(a, b);
+      c.key_rows(a, b, all);
+      return sum_to(all, c.vg.shape()).reshape(like.shape());
+    };
     Array dq, dk, dv;
-    if (needs_grad(2)) dv = reduce_to(c.key_rows(p.reshape({c.B, c.Hkv, c.G, c.T, c.S}).mT(), g5), c.vg.shape());
+    if (needs_grad(2)) dv = key_grad(v, p.reshape({c.B, c.Hkv, c.G, c.T, c.S}).mT(), g5);
     if (needs_grad(0) || needs_grad(1)) {
       Array ds = c.scores(g5, c.vg.mT()).reshape({c.B, c.H, c.T, c.S});  // dP, made into dS in place
       scaled_causal_softmax_backward_(p, ds, c.scale, c.causal);
       p = Array();  // 8 MB a layer of `small` gone before the two products
       ds = ds.reshape({c.B, c.Hkv, c.G, c.T, c.S});
-      if (needs_grad(0)) dq = reduce_to(c.over_keys(ds, c.kg), c.qg.shape());
-      if (needs_grad(1)) dk = reduce_to(c.key_cols(c.qg.mT(), ds), {c.B, c.Hkv, 1, c.D, c.S}).mT();
+      if (needs_grad(0)) {
+        dq = Core::empty_like_layout(q);
+        Array dq5 = dq.view({c.B, c.Hkv, c.G, c.T, c.D});
+        c.over_keys(ds, c.kg, dq5);
+      }
+      // dS^T q: the products of (q^T dS)^T, term by term in the same order (a * b = b * a exactly)
+      if (needs_grad(1)) dk = key_grad(k, ds.mT(), c.qg);
     }
-    return {dq.defined() ? dq.reshape(q.shape()) : dq, dk.defined() ? dk.reshape(k.shape()) : dk,
-            dv.defined() ? dv.reshape(v.shape()) : dv};
+    return {dq, dk, dv};
   }
   void release_saved() override { q = k = v = kept = Array(); }
 };
@@ -193,7 +206,9 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     ProfileScope prof("attention");
     const Core c(q.data(), k.data(), v.data(), causal);
     Array p = c.probs();
-    Array out = c.over_keys(p.reshape({c.B, c.Hkv, c.G, c.T, c.S}), c.vg).reshape({c.B, c.H, c.T, c.D});
+    Array out = Core::empty_like_layout(q.data());  // (B,H,T,D) in q's layout: merging the heads is a view
+    Array out5 = out.view({c.B, c.Hkv, c.G, c.T, c.D});
+    c.over_keys(p.reshape({c.B, c.Hkv, c.G, c.T, c.S}), c.vg, out5);
     return record<AttentionBackward>(out, {&q, &k, &v}, Loc::current(), [&](AttentionBackward& n) {
       n.q = q.data();
       n.k = k.data();

@@ -328,6 +328,42 @@ TEST_CASE("attention that keeps no probabilities gives the chain's output and gr
   CHECK_THROWS_WITH(set_keep_for_backward_bytes(-1), Catch::Contains("expected a byte count >= 0, got -1"));
 }
 
+// Heads are permuted views of (B,T,H,D) projections. AttentionBackward's output and the gradients it returns keep
+// their input's layout, so merging the heads (B,H,T,D) -> (B,T,H*D) and the gradients' way back to the projections
+// are views, not transposing copies; the values are the chain's bit for bit.
+TEST_CASE("attention's output and gradients keep the layout of permuted heads", "[attention]") {
+  Generator gen(61);
+  const int64_t B = 2, T = 70, H = 4, D = 8;
+  for (int64_t Hkv : {4, 2}) {
+    INFO("Hkv " << Hkv);
+    const Array xq = Array::normal({B, T, H, D}, gen), xk = Array::normal({B, T, Hkv, D}, gen),
+                xv = Array::normal({B, T, Hkv, D}, gen), up = Array::normal({B, T, H * D}, gen);
+    struct Run {
+      Tensor lq, lk, lv;
+      Array out;
+      Strides out_strides, q_strides;
+    };
+    auto run = [&](bool chain) {
+      Run r{Tensor(xq.clone(), true), Tensor(xk.clone(), true), Tensor(xv.clone(), true), Array(), {}, {}};
+      Tensor q = permute(r.lq, {0, 2, 1, 3}), k = permute(r.lk, {0, 2, 1, 3}), v = permute(r.lv, {0, 2, 1, 3});
+      AttentionMaps maps;
+      Tensor o = scaled_dot_product_attention(q, k, v, true, nullptr, chain ? &maps : nullptr);
+      r.out_strides = o.data().strides();
+      r.q_strides = q.data().strides();
+      Tensor merged = reshape(permute(o, {0, 2, 1, 3}), {B, T, H * D});
+      sum(merged * Tensor(up)).backward();
+      r.out = merged.data();
+      return r;
+    };
+    const Run f = run(false), u = run(true);
+    CHECK(f.out_strides == f.q_strides);  // (B,T,H,D) memory, as q
+    CHECK(max_abs_diff(f.out, u.out) == 0.0);
+    CHECK(max_abs_diff(f.lq.grad(), u.lq.grad()) == 0.0);
+    CHECK(max_abs_diff(f.lk.grad(), u.lk.grad()) == 0.0);
+    CHECK(max_abs_diff(f.lv.grad(), u.lv.grad()) == 0.0);
+  }
+}
+
 TEST_CASE("AttentionBackward agrees with finite differences in double precision", "[attention][gradcheck]") {
   for (int64_t keep : {int64_t{0}, int64_t{1} << 20}) {  // probabilities made again, and kept from forward
     const KeepProbsBytes limit(keep);
