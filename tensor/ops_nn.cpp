@@ -193,13 +193,29 @@ void scaled_causal_softmax_rows(const T* x, T* y, const int64_t* n, int k, int64
     for (int64_t j = 0; j < n[q]; ++j) yq[j] = xq[j] * scale;  // as mul(x, scale): rounded to T
     m[q] = n[q] > 0 ? row_max_lanes(yq, n[q]) : lowest;
   }
+  // With S a multiple of 16 (and causal rows of 32 keys or more), exp and the normalisation run over whole
+  // blocks of 16 keys, the masked ones of the last block included and made 0 again: loops without a remainder,
+  // which GCC compiles to plain 16-wide vector code (with n keys it added masked and scalar tails that cost more
+  // than the extra lanes: rows of 64 keys 53-55 -> 46-47 ns, of 128 79-83 -> 71; rows of 16 measured slower).
+  // Visible keys get the same arithmetic either way.
+  constexpr int64_t kLanes = 16;
+  const bool blocks = S % kLanes == 0 && S > kLanes;
+  auto padded = [&](int64_t len) { return blocks ? (len + kLanes - 1) / kLanes * kLanes : len; };
   for (int q = 0; q < k; ++q) {
     T* yq = y + q * S;
     if (m[q] == lowest) {  // every visible score is -inf (or none is visible): the row is all 0, as softmax
       for (int64_t j = 0; j < n[q]; ++j) yq[j] = T(0);
       continue;
     }
-    for (int64_t j = 0; j < n[q]; ++j) yq[j] = fastmath::exp(yq[j] - m[q]);
+    const T mq = m[q];
+    const int64_t w = padded(n[q]);
+    if (blocks) {
+      for (int64_t j = 0; j < w; j += kLanes)
+        for (int64_t l = 0; l < kLanes; ++l) yq[j + l] = fastmath::exp(yq[j + l] - mq);
+      for (int64_t j = n[q]; j < w; ++j) yq[j] = T(0);
+    } else {
+      for (int64_t j = 0; j < n[q]; ++j) yq[j] = fastmath::exp(yq[j] - mq);
+    }
   }
   T inv[kGroup];
   for (int q = 0; q < k; ++q) {
@@ -218,7 +234,13 @@ void scaled_causal_softmax_rows(const T* x, T* y, const int64_t* n, int k, int64
   for (int q = 0; q < k; ++q) {
     if (m[q] == lowest) continue;
     T* yq = y + q * S;
-    for (int64_t j = 0; j < n[q]; ++j) yq[j] *= inv[q];
+    const T iq = inv[q];
+    if (blocks) {  // the masked keys of the last block are 0, and stay 0 (or become NaN with iq, as below)
+      for (int64_t j = 0; j < padded(n[q]); j += kLanes)
+        for (int64_t l = 0; l < kLanes; ++l) yq[j + l] *= iq;
+    } else {
+      for (int64_t j = 0; j < n[q]; ++j) yq[j] *= iq;
+    }
     // A NaN (or +inf) among the visible scores makes the sum NaN; softmax then makes the whole row NaN, masked
     // entries included (0 * NaN), and so do we.
     if (inv[q] != inv[q])

@@ -198,7 +198,8 @@ TEST_CASE("scaled_causal_softmax is the chain softmax(masked_fill(x * scale)) bi
   Generator gen(41);
   // (B,H,T,S): square, T < S (a KV cache), T > S (rows that see nothing), S = 1, and sizes off the 8-wide sums.
   const std::vector<Shape> shapes{{2, 3, 5, 5}, {1, 2, 3, 7}, {2, 1, 1, 1},  {1, 1, 4, 1},   {1, 2, 7, 7},
-                                  {1, 1, 33, 33}, {2, 1, 4, 33}, {1, 1, 5, 3}, {3, 8, 16}, {2, 1, 1, 9}};
+                                  {1, 1, 33, 33}, {2, 1, 4, 33}, {1, 1, 5, 3}, {3, 8, 16}, {2, 1, 1, 9},
+                                  {1, 2, 40, 48}, {1, 1, 64, 64}};  // S % 16 == 0: whole blocks of 16 keys
   for (DType dt : {DType::F32, DType::F64}) {
     for (const Shape& shape : shapes) {
       for (bool causal : {true, false}) {
@@ -248,35 +249,38 @@ TEST_CASE("scaled_causal_softmax_ and scaled_causal_softmax_backward_ write the 
 TEST_CASE("scaled_causal_softmax edge cases are softmax's: NaN rows, +inf, fully -inf rows, masked NaN ignored",
           "[ops][attention_softmax]") {
   for (DType dt : {DType::F32, DType::F64}) {
-    INFO(dtype_name(dt));
     Generator gen(42);
-    Array x = Array::normal({1, 2, 5, 6}, gen, 0, 1, dt);  // T = 5 < S = 6: query i sees keys j <= i + 1
-    x.set({0, 0, 1, 1}, NAN);        // visible: the row becomes NaN, masked entries included (as softmax)
-    x.set({0, 0, 2, 5}, NAN);        // masked: ignored, the row is an ordinary row
-    x.set({0, 0, 3, 0}, INFINITY);   // visible +inf: inf - inf = NaN, the whole row NaN (as softmax)
-    x.set({0, 0, 4, 5}, INFINITY);   // visible (i = 4 sees every key)
-    for (int64_t j = 0; j < 6; ++j) x.set({0, 1, 0, j}, -INFINITY);  // fully -inf row: all 0
-    for (int64_t j = 0; j < 3; ++j) x.set({0, 1, 1, j}, -INFINITY);  // every visible key -inf, masked ones finite
-    const Array p = scaled_causal_softmax(x, 0.5, true);
-    CHECK(same_values(p, chain_forward(x, 0.5, true)));
-    for (int64_t j = 0; j < 6; ++j) CHECK(std::isnan(p.at({0, 0, 1, j})));
-    for (int64_t j = 0; j < 6; ++j) CHECK(std::isnan(p.at({0, 0, 3, j})));
-    for (int64_t j = 0; j < 4; ++j) CHECK(std::isfinite(p.at({0, 0, 2, j})));
-    CHECK(p.at({0, 0, 2, 5}) == 0.0);
-    for (int64_t j = 0; j < 6; ++j) CHECK(p.at({0, 1, 0, j}) == 0.0);
-    for (int64_t j = 0; j < 6; ++j) CHECK(p.at({0, 1, 1, j}) == 0.0);
-    // The backward of those rows: NaN rows stay NaN on visible keys and 0 on masked ones; zero rows give 0.
-    const Array g = Array::normal(x.shape(), gen, 0, 1, dt);
-    const Array dx = scaled_causal_softmax_backward(p, g, 0.5, true);
-    CHECK(same_values(dx, chain_backward(p, g, 0.5, true), backward_tol(dt)));
-    CHECK(dx.at({0, 0, 1, 5}) == 0.0);
-    CHECK(std::isnan(dx.at({0, 0, 1, 0})));
-    for (int64_t j = 0; j < 6; ++j) CHECK(dx.at({0, 1, 0, j}) == 0.0);
-    // A non-finite gradient on a masked key is never read (the chain would make the row NaN through 0 * inf).
-    Array g2 = g.clone();
-    g2.set({0, 1, 2, 5}, INFINITY);
-    const Array dx2 = scaled_causal_softmax_backward(p, g2, 0.5, true);
-    CHECK(same_values(dx2.narrow(2, 2, 1), dx.narrow(2, 2, 1)));
+    // S = 32: the kernel's loops over whole blocks of 16 keys (tensor/ops_nn.cpp)
+    for (int64_t S : {6, 32}) {
+      INFO(dtype_name(dt) << ", S " << S);
+      Array x = Array::normal({1, 2, S - 1, S}, gen, 0, 1, dt);  // T = S - 1: query i sees keys j <= i + 1
+      x.set({0, 0, 1, 1}, NAN);        // visible: the row becomes NaN, masked entries included (as softmax)
+      x.set({0, 0, 2, 5}, NAN);        // masked: ignored, the row is an ordinary row
+      x.set({0, 0, 3, 0}, INFINITY);   // visible +inf: inf - inf = NaN, the whole row NaN (as softmax)
+      x.set({0, 0, 4, 5}, INFINITY);   // visible (i = 4 sees every key)
+      for (int64_t j = 0; j < S; ++j) x.set({0, 1, 0, j}, -INFINITY);  // fully -inf row: all 0
+      for (int64_t j = 0; j < 3; ++j) x.set({0, 1, 1, j}, -INFINITY);  // every visible key -inf, masked ones finite
+      const Array p = scaled_causal_softmax(x, 0.5, true);
+      CHECK(same_values(p, chain_forward(x, 0.5, true)));
+      for (int64_t j = 0; j < S; ++j) CHECK(std::isnan(p.at({0, 0, 1, j})));
+      for (int64_t j = 0; j < S; ++j) CHECK(std::isnan(p.at({0, 0, 3, j})));
+      for (int64_t j = 0; j < 4; ++j) CHECK(std::isfinite(p.at({0, 0, 2, j})));
+      CHECK(p.at({0, 0, 2, 5}) == 0.0);
+      for (int64_t j = 0; j < S; ++j) CHECK(p.at({0, 1, 0, j}) == 0.0);
+      for (int64_t j = 0; j < S; ++j) CHECK(p.at({0, 1, 1, j}) == 0.0);
+      // The backward of those rows: NaN rows stay NaN on visible keys and 0 on masked ones; zero rows give 0.
+      const Array g = Array::normal(x.shape(), gen, 0, 1, dt);
+      const Array dx = scaled_causal_softmax_backward(p, g, 0.5, true);
+      CHECK(same_values(dx, chain_backward(p, g, 0.5, true), backward_tol(dt)));
+      CHECK(dx.at({0, 0, 1, S - 1}) == 0.0);
+      CHECK(std::isnan(dx.at({0, 0, 1, 0})));
+      for (int64_t j = 0; j < S; ++j) CHECK(dx.at({0, 1, 0, j}) == 0.0);
+      // A non-finite gradient on a masked key is never read (the chain would make the row NaN through 0 * inf).
+      Array g2 = g.clone();
+      g2.set({0, 1, 2, 5}, INFINITY);
+      const Array dx2 = scaled_causal_softmax_backward(p, g2, 0.5, true);
+      CHECK(same_values(dx2.narrow(2, 2, 1), dx.narrow(2, 2, 1)));
+    }
     // Empty and 2-D inputs.
     CHECK(scaled_causal_softmax(Array::zeros({2, 0}, dt), 1.0, true).shape() == Shape{2, 0});
     CHECK(scaled_causal_softmax(Array::zeros({0, 3}, dt), 1.0, true).shape() == Shape{0, 3});
