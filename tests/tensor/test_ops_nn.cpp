@@ -520,6 +520,26 @@ TEST_CASE("cross_entropy backward agrees with finite differences; big logits sta
   }
 }
 
+// A NaN logit makes its row's log-sum-exp NaN: the row's first NaN itself, sign included, on dense rows (whose
+// maximum is vectorised) as on strided ones; the other rows are untouched.
+TEST_CASE("cross_entropy: a NaN logit gives its row the first NaN as log-sum-exp", "[ops]") {
+  Generator gen(37);
+  const float neg_nan = -std::numeric_limits<float>::quiet_NaN();
+  Array dense = Array::normal({3, 70}, gen);
+  dense.set({1, 40}, double(neg_nan));
+  dense.set({1, 50}, double(std::numeric_limits<float>::quiet_NaN()));
+  const Array targets = Array::from_vector(std::vector<int64_t>{0, 1, 2}, {3});
+  for (const Array& logits : {dense, dense.mT().contiguous().mT()}) {  // dense rows, and a strided view
+    INFO((logits.is_contiguous() ? "dense" : "strided"));
+    const CrossEntropyOut out = cross_entropy(logits, targets, -100);
+    const float l1 = float(out.lse.at({1}));
+    CHECK(std::isnan(l1));
+    CHECK(std::signbit(l1));  // -NaN, the first one, not a NaN of the kernel's own
+    CHECK(std::isfinite(out.lse.at({0})));
+    CHECK(std::isfinite(out.lse.at({2})));
+  }
+}
+
 TEST_CASE("cross_entropy: all rows ignored gives loss 0 and count 0; bad targets are errors", "[ops]") {
   Array logits = Array::ones({3, 4});
   Array ign = Array::full({3}, -100, DType::I64);
