@@ -145,14 +145,14 @@ struct Core {
   }
 };
 
-// Backward of attention that saved only q, k and v: the probabilities (B,H,T,S), the largest activation of a
+// Backward of attention, which saves q, k and v: the probabilities (B,H,T,S), the largest activation of a
 // block (8 MB a layer for the `small` GPT: B 32, 4 heads, T 128), are made again from q and k when backward
 // reaches the layer, instead of being kept from forward to backward. It costs one more q k^T and softmax a layer.
 // The gradients are those of the chain of ops (matmul, softmax, matmul) with every backward as its own node
 // (autograd/ops_matmul.cpp, ops_nn.cpp), bit for bit: the same products, in the same order.
 //   out = P V                      dP = dout V^T              dV = P^T dout         (summed over the G heads)
 //   P = softmax(q k^T * scale)     dS = scale P (dP - rowsum(dP P))
-//                                  dq = dS k                  dk = (q^T dS)^T       (summed over the G heads)
+//                                  dq = dS k                  dk = dS^T q           (summed over the G heads)
 // Probabilities of at most keep_for_backward_bytes() (autograd/ops.h) are kept from forward instead: the same
 // bits, without the second product and softmax.
 struct AttentionBackward : Node {
