@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     --sections) SECTIONS=$2; shift ;;
     --repeats) FLAGS+=(--repeats "$2"); REPEATS=$2; shift ;;
     --threads) FLAGS+=(--threads "$2"); shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option '$1' (expected --quick, --sections, --repeats or --threads)" >&2; exit 2 ;;
   esac
   shift
