@@ -58,10 +58,14 @@ constexpr size_t kCachedBytes = size_t{2} << 20;
 struct SmallCache {
   std::vector<void*> free[kCachedMax / 64];  // free[i]: blocks of (i + 1) * 64 bytes
   size_t bytes = 0;
-  ~SmallCache() {
-    for (auto& list : free)
+  void clear() {  // every cached block back to malloc
+    for (auto& list : free) {
       for (void* p : list) std::free(p);
+      list.clear();
+    }
+    bytes = 0;
   }
+  ~SmallCache() { clear(); }
 };
 // The cache lives on the heap behind a plain pointer that the thread's exit clears (`Owner`), so a block freed
 // after that (a static Array destroyed late) finds no cache and goes straight to free().
@@ -253,13 +257,7 @@ void release_cached_blocks() {
   std::lock_guard<std::mutex> lock(P.mu);
   while (!P.cached.empty()) P.unmap(P.cached.begin());
   P.st.high_water = P.live;  // the bound restarts from what is in use now
-  if (SmallCache* c = t_cache) {  // and this thread's small blocks go back to malloc
-    for (auto& list : c->free) {
-      for (void* p : list) std::free(p);
-      list.clear();
-    }
-    c->bytes = 0;
-  }
+  if (SmallCache* c = t_cache) c->clear();  // and this thread's small blocks go back to malloc
 #endif
 }
 

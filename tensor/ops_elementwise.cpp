@@ -194,16 +194,18 @@ Array gelu_backward(const Array& x, const Array& grad) {
   });
 }
 namespace {
-// gelu_and_backward_ over one run: gelu_value and gelu_slope from one normal_cdf;
-// d holds the incoming gradient and receives the outgoing one. InPlace: v is also the input (x is not read).
-template <bool InPlace>
+// gelu_and_backward_ and gelu_and_slope over one run: gelu_value and gelu_slope from one normal_cdf. d holds the
+// incoming gradient and receives the outgoing one, or (kSlope) receives the slope itself and is not read.
+// InPlace: v is also the input (x is not read).
+template <bool InPlace, bool kSlope = false>
 [[gnu::flatten]] inline void gelu_and_backward_run(float* __restrict v, float* d, const float* x, int64_t n,
                                                    const std::array<int64_t, 3>& in) {
   if constexpr (InPlace) x = v;
   auto at = [](float xv, float& vo, float& dio) {
     const fastmath::NormalCdf c = fastmath::normal_cdf(xv);
     vo = gelu_value(xv, c);
-    dio = dio * gelu_slope(xv, c);
+    if constexpr (kSlope) dio = gelu_slope(xv, c);
+    else dio = dio * gelu_slope(xv, c);
   };
   if (in[0] == 1 && in[1] == 1 && in[2] == 1) {
     for (int64_t i = 0; i < n; ++i) at(x[i], v[i], d[i]);
@@ -257,19 +259,7 @@ Array gelu_and_slope(const Array& x, Array& slope) {
   const float* xp = x.data<float>();
   parallel_strided_loop<3>(x.shape(), {&value.strides(), &slope.strides(), &x.strides()},
                            [&](const std::array<int64_t, 3>& off, int64_t n, const std::array<int64_t, 3>& in) {
-                             float* __restrict vo = v + off[0];
-                             float* __restrict so = d + off[1];
-                             const float* xi = xp + off[2];
-                             auto at = [](float xv, float& vr, float& sr) {
-                               const fastmath::NormalCdf c = fastmath::normal_cdf(xv);
-                               vr = gelu_value(xv, c);
-                               sr = gelu_slope(xv, c);
-                             };
-                             if (in[0] == 1 && in[1] == 1 && in[2] == 1) {
-                               for (int64_t i = 0; i < n; ++i) at(xi[i], vo[i], so[i]);
-                             } else {
-                               for (int64_t i = 0; i < n; ++i) at(xi[i * in[2]], vo[i * in[0]], so[i * in[1]]);
-                             }
+                             gelu_and_backward_run<false, true>(v + off[0], d + off[1], xp + off[2], n, in);
                            });
   return value;
 }

@@ -10,6 +10,7 @@
 #include <system_error>
 #include <vector>
 
+#include "autograd/ops.h"
 #include "tensor/parallel.h"
 #include "tensor/random.h"
 
@@ -21,6 +22,13 @@ struct ThreadCount {
   int saved = num_threads();
   explicit ThreadCount(int n) { set_num_threads(n); }
   ~ThreadCount() { set_num_threads(saved); }
+};
+
+// Sets keep_for_backward_bytes (autograd/ops.h) for the scope of a test and restores it after.
+struct KeepForBackwardBytes {
+  int64_t saved = keep_for_backward_bytes();
+  explicit KeepForBackwardBytes(int64_t bytes) { set_keep_for_backward_bytes(bytes); }
+  ~KeepForBackwardBytes() { set_keep_for_backward_bytes(saved); }
 };
 
 // A fresh directory under /tmp (named after `tag`), removed with everything in it at the end of the test.

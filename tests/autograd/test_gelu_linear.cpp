@@ -6,6 +6,8 @@
 // suite (autograd/gradcheck_suite.cpp, op "gelu_linear").
 #include <catch2/catch.hpp>
 
+#include "tests/test_util.h"
+
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -43,13 +45,6 @@ Grads run(F f, const Array& h0, const Array& w0, const Array& b0, const Array& r
   if (b.defined()) g.gb = b.grad();
   return g;
 }
-
-// Sets keep_for_backward_bytes for one scope.
-struct KeepBytes {
-  int64_t saved = keep_for_backward_bytes();
-  explicit KeepBytes(int64_t bytes) { set_keep_for_backward_bytes(bytes); }
-  ~KeepBytes() { set_keep_for_backward_bytes(saved); }
-};
 
 }  // namespace
 
@@ -131,7 +126,7 @@ TEST_CASE("gelu_and_backward_inplace_: the same bits, gelu(x) written over x", "
 // writes gelu(h) over h instead of a new buffer. Same bits as with retain_graph (which keeps h intact), and the
 // backward's peak lower by about h's bytes.
 TEST_CASE("gelu_linear: the last backward reuses h's buffer, with the same gradients", "[autograd][gelu]") {
-  const KeepBytes limit(0);  // h is kept, not gelu(h) and the slope, however small
+  const testing::KeepForBackwardBytes limit(0);  // h is kept, not gelu(h) and the slope, however small
   Generator gen(5);
   // h (512, 256) is 512 KB, and so is its gradient; every other tensor backward makes is 16 KB or less.
   const Array x0 = Array::normal({512, 8}, gen), w10 = Array::normal({256, 8}, gen) * 0.3;
@@ -169,7 +164,7 @@ TEST_CASE("gelu_linear: the values and gradients of linear(gelu(h), w, b), bit f
   auto plain = [](const Tensor& h, const Tensor& w, const Tensor& b) { return linear(gelu(h), w, b); };
   // h keeps only itself (limit 0), or gelu(h) and the slope (a limit above its 5 KB in float64)
   for (int64_t keep : {int64_t{0}, int64_t{1} << 20}) {
-    const KeepBytes limit(keep);
+    const testing::KeepForBackwardBytes limit(keep);
     Generator gen(3);
     for (DType dt : {DType::F32, DType::F64}) {
       // (2,9,70) -> (2,9,33): 70 inputs and 18 rows reach the GEMM's full tiles and its edges.
@@ -196,7 +191,7 @@ TEST_CASE("gelu_linear: the values and gradients of linear(gelu(h), w, b), bit f
   Generator gen(4);
   const Array h0 = Array::normal({16, 64}, gen), w0 = Array::normal({8, 64}, gen);
   for (int64_t keep : {int64_t{0}, int64_t{1} << 20}) {
-    const KeepBytes limit(keep);
+    const testing::KeepForBackwardBytes limit(keep);
     Tensor h(h0, true), w(w0, true);
     const int64_t before = Storage::live_bytes();
     Tensor y = gelu_linear(h, w, Tensor());

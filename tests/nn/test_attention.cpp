@@ -1,5 +1,7 @@
 // The paper's claims about the variants, as executable checks.
 #include <catch2/catch.hpp>
+
+#include "tests/test_util.h"
 #include <cmath>
 
 #include "autograd/gradcheck.h"
@@ -259,13 +261,6 @@ TEST_CASE("attention with the fused softmax equals the unfused chain: output, ma
   }
 }
 
-// Sets keep_for_backward_bytes for one scope.
-struct KeepProbsBytes {
-  int64_t saved = keep_for_backward_bytes();
-  explicit KeepProbsBytes(int64_t bytes) { set_keep_for_backward_bytes(bytes); }
-  ~KeepProbsBytes() { set_keep_for_backward_bytes(saved); }
-};
-
 // Without maps or a score bias, scaled_dot_product_attention records one node, AttentionBackward, that keeps q, k
 // and v and makes the probabilities again in backward, or keeps them too when they are small
 // (keep_for_backward_bytes, nn/attention/sdpa.cpp); asked for maps, it runs the chain of ops, which keeps them.
@@ -296,7 +291,7 @@ TEST_CASE("attention that keeps no probabilities gives the chain's output and gr
       int64_t kept_bytes;  // what forward left alive besides its output
     };
     auto run = [&](bool keep_probs, int64_t keep_limit) {
-      const KeepProbsBytes limit(keep_limit);
+      const testing::KeepForBackwardBytes limit(keep_limit);
       Run r{Tensor(qa.clone(), true), Tensor(ka.clone(), true), Tensor(va.clone(), true), Array(), "", 0};
       if (c.v_is_k) r.v = r.k;
       AttentionMaps maps;
@@ -366,7 +361,7 @@ TEST_CASE("attention's output and gradients keep the layout of permuted heads", 
 
 TEST_CASE("AttentionBackward agrees with finite differences in double precision", "[attention][gradcheck]") {
   for (int64_t keep : {int64_t{0}, int64_t{1} << 20}) {  // probabilities made again, and kept from forward
-    const KeepProbsBytes limit(keep);
+    const testing::KeepForBackwardBytes limit(keep);
     for (bool v_is_k : {false, true}) {
       for (int64_t Hkv : {4, 2, 1}) {
         INFO("Hkv " << Hkv << (v_is_k ? " v is k" : "") << ", keep probabilities up to " << keep << " bytes");
