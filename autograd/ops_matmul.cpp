@@ -84,7 +84,8 @@ void set_keep_for_backward_bytes(int64_t bytes) {
 // linear(gelu(h), w, b), the second layer of an MLP on its hidden activation, as one op. What it keeps for
 // backward depends on h's size (keep_for_backward_bytes):
 // - small h: gelu(h), which dW needs, and GELU's slope gelu'(h), which dh needs, both computed in forward from one
-//   Phi(h) (gelu_and_slope); backward runs no GELU at all.
+//   Phi(h) (gelu_and_slope); backward runs no GELU at all, and dh = (dy @ w) * slope is one product that
+//   multiplies by the slope as it stores (matmul_scaled).
 // - large h: only h, instead of gelu(h) and the slope both; backward makes gelu(h) and the slope again from h in
 //   one pass (gelu_and_backward_), so it costs no extra pass over h.
 // The values and gradients are those of the two ops, bit for bit (tests/autograd/test_gelu_linear.cpp).
@@ -99,11 +100,11 @@ struct GeluLinearBackward : Node {
     const int64_t rows = shape_numel(Shape(hs.begin(), hs.end() - 1));
     const Array g2 = g.reshape({rows, out_features});
     Array act = this->act, gh, gw, gb;
-    if (needs_grad(0)) {
+    if (slope.defined() && needs_grad(0)) {
+      gh = matmul_scaled(g2, w, slope.reshape({rows, in_features})).reshape(hs);  // d gelu(h) * gelu'(h), one pass
+    } else if (needs_grad(0)) {
       gh = matmul(g2, w).reshape(hs);   // d gelu(h), made into dh in place
-      if (slope.defined()) {
-        mul_(gh, slope);
-      } else if (last_run && h.storage().use_count() == 1) {
+      if (last_run && h.storage().use_count() == 1) {
         // h is this node's alone and is released after this call: gelu(h) overwrites it rather than taking a
         // buffer of its own, which would add h's size to backward's peak (8 MB a block for `small`)
         gelu_and_backward_inplace_(h, gh);

@@ -38,7 +38,8 @@
 // so the kernel reads A in place (row-major or transposed views, see a_mode) with software prefetching. Likewise
 // a row-major B when A has few rows (read_b_in_place: a weight gradient, K = every token of the batch).
 // Bias: gemm(..., bias) starts every row of C from a bias vector, added by the kernel where it first stores a
-// tile (a Linear layer's output in one pass).
+// tile (a Linear layer's output in one pass). Scale: gemm(..., scale) multiplies C by an array of its shape where
+// the kernel last stores a tile (GELU's slope in a backward: (dy @ w) * gelu'(h) without a pass of its own).
 //
 // Threads (OpenMP, qkvlab::num_threads()): one product is cut into independent blocks of C -- whole MR-slivers
 // of rows, or of NR-slivers of columns when C has few rows -- a few per thread, and each thread takes the next
@@ -95,6 +96,7 @@ struct SimdF {
   static V bcast(const T* p) { return _mm512_set1_ps(*p); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V loadu(const T* p) { return _mm512_loadu_ps(p); }
   static void storeu(T* p, V v) { _mm512_storeu_ps(p, v); }
   static V loadu_n(const T* p, int n) { return _mm512_maskz_loadu_ps(__mmask16((1u << n) - 1u), p); }
@@ -109,6 +111,7 @@ struct SimdD {
   static V bcast(const T* p) { return _mm512_set1_pd(*p); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
   static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
   static V loadu(const T* p) { return _mm512_loadu_pd(p); }
   static void storeu(T* p, V v) { _mm512_storeu_pd(p, v); }
   static V loadu_n(const T* p, int n) { return _mm512_maskz_loadu_pd(__mmask8((1u << n) - 1u), p); }
@@ -132,6 +135,7 @@ struct SimdF {
   static V bcast(const T* p) { return _mm256_broadcast_ss(p); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V loadu(const T* p) { return _mm256_loadu_ps(p); }
   static void storeu(T* p, V v) { _mm256_storeu_ps(p, v); }
   static V loadu_n(const T* p, int n) { return _mm256_maskload_ps(p, mask(n)); }
@@ -147,6 +151,7 @@ struct SimdD {
   static V bcast(const T* p) { return _mm256_broadcast_sd(p); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
   static V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
   static V loadu(const T* p) { return _mm256_loadu_pd(p); }
   static void storeu(T* p, V v) { _mm256_storeu_pd(p, v); }
   static V loadu_n(const T* p, int n) { return _mm256_maskload_pd(p, mask(n)); }
@@ -181,6 +186,7 @@ struct SimdF {
   static V bcast(const T* p) { return vld1q_dup_f32(p); }
   static V fma(V a, V b, V c) { return vfmaq_f32(c, a, b); }  // c + a * b, one rounding
   static V add(V a, V b) { return vaddq_f32(a, b); }
+  static V mul(V a, V b) { return vmulq_f32(a, b); }
   static V loadu(const T* p) { return vld1q_f32(p); }
   static void storeu(T* p, V v) { vst1q_f32(p, v); }
   static V loadu_n(const T* p, int n) { return load_via_buffer<SimdF>(p, n); }
@@ -195,6 +201,7 @@ struct SimdD {
   static V bcast(const T* p) { return vld1q_dup_f64(p); }
   static V fma(V a, V b, V c) { return vfmaq_f64(c, a, b); }
   static V add(V a, V b) { return vaddq_f64(a, b); }
+  static V mul(V a, V b) { return vmulq_f64(a, b); }
   static V loadu(const T* p) { return vld1q_f64(p); }
   static void storeu(T* p, V v) { vst1q_f64(p, v); }
   static V loadu_n(const T* p, int n) { return load_via_buffer<SimdD>(p, n); }
@@ -218,6 +225,7 @@ struct SimdGeneric {
   static V bcast(const T* p) { V v; for (int i = 0; i < W; ++i) v[i] = *p; return v; }
   static V fma(V a, V b, V c) { return a * b + c; }
   static V add(V a, V b) { return a + b; }
+  static V mul(V a, V b) { return a * b; }
   static V loadu(const T* p) { return load(p); }
   static void storeu(T* p, V v) { std::memcpy(p, &v, sizeof v); }
   static V loadu_n(const T* p, int n) { V v{}; for (int i = 0; i < n; ++i) v[i] = p[i]; return v; }
@@ -245,7 +253,8 @@ static_assert(Cfg<double>::NC % Cfg<double>::NR == 0 && Cfg<double>::MC % Cfg<do
 
 // ------------------------------------------------------------------------------------------------------------
 // Micro-kernel: C[0:MRe, 0:n] (+)= (A sliver, MRe rows used) @ (packed B sliver, NVe vectors used), or
-// C = bias[0:n] + ... when `bias` is given (the first pass over K of a product with a bias, never with add).
+// C = bias[0:n] + ... when the epilogue has a bias (the first pass over K of a product with a bias, never with
+// add), and the tile multiplied by the epilogue's scale before it is stored when it has one (the last pass).
 // MRe <= MR and NVe <= NV are compile-time so the accumulators live in registers; the table below holds one
 // instance per (MRe, NVe) for the edges. n (valid columns, <= NVe*W) is only used when writing C.
 // A sliver: packed (AMode kPacked: element (i,k) at a[k*MR + i]) or read in place, which saves packing A when
@@ -255,16 +264,33 @@ static_assert(Cfg<double>::NC % Cfg<double>::NR == 0 && Cfg<double>::MC % Cfg<do
 // ------------------------------------------------------------------------------------------------------------
 enum AMode : int { kPacked = 0, kRows = 1, kCols = 2 };
 
+// What happens to C besides the product (gemm's bias and scale): the bias (N values) is where each row of C starts;
+// the scale (an array of C's shape, element (i,j) at scale[i*lds + j]) multiplies the finished product.
+template <class T>
+struct Epilogue {
+  const T* bias = nullptr;
+  const T* scale = nullptr;
+  int64_t lds = 0;
+  Epilogue at(int64_t i, int64_t j) const {  // for the block of C that starts at (i, j)
+    return {bias ? bias + j : nullptr, scale ? scale + i * lds + j : nullptr, lds};
+  }
+  Epilogue pass(bool first, bool last) const {  // the bias goes with the first pass over K, the scale the last
+    return {first ? bias : nullptr, last ? scale : nullptr, lds};
+  }
+};
+
 template <class T>
 using KernelFn = void (*)(int64_t kc, const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int n,
-                         bool add, const T* bias);
+                         bool add, const Epilogue<T>& e);
 
 template <class T, int Mode, int MRe, int NVe>
 void micro_kernel(int64_t kc, const T* __restrict a, int64_t lda, const T* __restrict b, int64_t ldb,
-                  T* __restrict c, int64_t ldc, int n, bool add, const T* __restrict bias) {
+                  T* __restrict c, int64_t ldc, int n, bool add, const Epilogue<T>& e) {
   using S = typename Cfg<T>::S;
   using V = typename S::V;
   constexpr int MR = Cfg<T>::MR, W = S::W;
+  const T* __restrict bias = e.bias;
+  const T* __restrict scale = e.scale;
   V acc[MRe][NVe];
 #pragma GCC unroll 16
   for (int i = 0; i < MRe; ++i) {
@@ -296,15 +322,18 @@ void micro_kernel(int64_t kc, const T* __restrict a, int64_t lda, const T* __res
     a += Mode == kRows ? 1 : Mode == kCols ? lda : MR;
     b += ldb;
   }
+  // C's value: the product, added to C or to the bias, then multiplied by the scale (each rounded as the separate
+  // add and multiply would be)
   if (n == NVe * W) {  // full tile
 #pragma GCC unroll 16
     for (int i = 0; i < MRe; ++i) {
       T* ci = c + i * ldc;
 #pragma GCC unroll 4
-      for (int v = 0; v < NVe; ++v)
-        S::storeu(ci + v * W, add    ? S::add(S::loadu(ci + v * W), acc[i][v])
-                              : bias ? S::add(S::loadu(bias + v * W), acc[i][v])
-                                     : acc[i][v]);
+      for (int v = 0; v < NVe; ++v) {
+        V r = add ? S::add(S::loadu(ci + v * W), acc[i][v]) : bias ? S::add(S::loadu(bias + v * W), acc[i][v]) : acc[i][v];
+        if (scale) r = S::mul(r, S::loadu(scale + i * e.lds + v * W));
+        S::storeu(ci + v * W, r);
+      }
     }
   } else {  // right edge: masked
 #pragma GCC unroll 16
@@ -315,16 +344,17 @@ void micro_kernel(int64_t kc, const T* __restrict a, int64_t lda, const T* __res
         const int cnt = std::min(n - v * W, W);
         if (cnt <= 0) break;
         T* p = ci + v * W;
-        if (cnt == W)
-          S::storeu(p, add    ? S::add(S::loadu(p), acc[i][v])
-                       : bias ? S::add(S::loadu(bias + v * W), acc[i][v])
-                              : acc[i][v]);
-        else
-          S::storeu_n(p,
-                      add    ? S::add(S::loadu_n(p, cnt), acc[i][v])
-                      : bias ? S::add(S::loadu_n(bias + v * W, cnt), acc[i][v])
-                             : acc[i][v],
-                      cnt);
+        if (cnt == W) {
+          V r = add ? S::add(S::loadu(p), acc[i][v]) : bias ? S::add(S::loadu(bias + v * W), acc[i][v]) : acc[i][v];
+          if (scale) r = S::mul(r, S::loadu(scale + i * e.lds + v * W));
+          S::storeu(p, r);
+        } else {
+          V r = add    ? S::add(S::loadu_n(p, cnt), acc[i][v])
+                : bias ? S::add(S::loadu_n(bias + v * W, cnt), acc[i][v])
+                       : acc[i][v];
+          if (scale) r = S::mul(r, S::loadu_n(scale + i * e.lds + v * W, cnt));
+          S::storeu_n(p, r, cnt);
+        }
       }
     }
   }
@@ -524,20 +554,19 @@ void pack_B(int64_t kc, int64_t j0, int64_t j1, const T* B, int64_t rsb, int64_t
 // stride).
 template <class T>
 void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const ASource<T>* src, T* pa, const T* pb, int64_t ldb, T* C,
-                  int64_t ldc, bool add, const T* bias, int64_t s0, int64_t s1) {
+                  int64_t ldc, bool add, const Epilogue<T>& e, int64_t s0, int64_t s1) {
   constexpr int MR = Cfg<T>::MR, NR = Cfg<T>::NR, W = Cfg<T>::S::W;
   const int64_t kernel_ldb = ldb ? ldb : NR;
   for (int64_t s = s0; s < s1; ++s) {
     const int64_t j = s * NR;
     const int n = int(std::min<int64_t>(NR, nc - j));
     const T* b = ldb ? pb + j : pb + j * kc;
-    const T* bj = bias ? bias + j : nullptr;
     if (src && src->mode != kPacked) {
       const bool rows = src->mode == kRows;
       const auto& row = rows ? kKernels<T, kRows>[(n + W - 1) / W - 1] : kKernels<T, kCols>[(n + W - 1) / W - 1];
       for (int64_t i = 0; i < mc; i += MR)
         row[std::min<int64_t>(MR, mc - i) - 1](kc, src->A + i * src->rsa, rows ? src->rsa : src->csa, b, kernel_ldb,
-                                               C + i * ldc + j, ldc, n, add, bj);
+                                               C + i * ldc + j, ldc, n, add, e.at(i, j));
       continue;
     }
     const auto& row = kKernels<T, kPacked>[(n + W - 1) / W - 1];
@@ -546,7 +575,7 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const ASource<T>* src, T* 
       if (src && s == s0)
         pack_A_sliver(m, kc, src->A + i * src->rsa, src->rsa, src->csa, pa + i * kc,
                       mc - i >= 2 * MR ? src->A + (i + MR) * src->rsa : nullptr);
-      row[m - 1](kc, pa + i * kc, 0, b, kernel_ldb, C + i * ldc + j, ldc, n, add, bj);
+      row[m - 1](kc, pa + i * kc, 0, b, kernel_ldb, C + i * ldc + j, ldc, n, add, e.at(i, j));
     }
   }
 }
@@ -697,16 +726,19 @@ void gemm_one_row(int64_t N, int64_t K, const T* A, int64_t csa, const T* B, int
 // One product on the calling thread, with caller-provided pack buffers.
 template <class T>
 void gemm_serial(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
-                 int64_t csb, T* C, int64_t ldc, bool accumulate, const T* bias, T* pa, T* pb) {
+                 int64_t csb, T* C, int64_t ldc, bool accumulate, Epilogue<T> e, T* pa, T* pb) {
   using Cf = Cfg<T>;
   if (M <= 0 || N <= 0) return;
-  if (bias && (K <= 0 || M == 1)) {  // the paths below without a kernel: C starts as the bias, the product added
-    for (int64_t i = 0; i < M; ++i) std::copy(bias, bias + N, C + i * ldc);
-    bias = nullptr;
-    accumulate = true;
+  if (K <= 0 || M == 1) {  // the paths without a kernel: C starts as the bias, the product added, then scaled
+    if (e.bias)
+      for (int64_t i = 0; i < M; ++i) std::copy(e.bias, e.bias + N, C + i * ldc);
+    if (K <= 0) zero_or_keep(M, N, C, ldc, accumulate || e.bias);
+    else gemm_one_row(N, K, A, csa, B, rsb, csb, C, accumulate || e.bias);
+    if (e.scale)
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) C[i * ldc + j] *= e.scale[i * e.lds + j];
+    return;
   }
-  if (K <= 0) return zero_or_keep(M, N, C, ldc, accumulate);
-  if (M == 1) return gemm_one_row(N, K, A, csa, B, rsb, csb, C, accumulate);
   const AMode amode = a_mode<T>(N, rsa, csa);
   const bool b_in_place = read_b_in_place<T>(M, N, rsb, csb);
   for (int64_t jc = 0; jc < N; jc += Cf::NC) {
@@ -715,13 +747,14 @@ void gemm_serial(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64
     for (int64_t pc = 0; pc < K; pc += Cf::KC) {
       const int64_t kc = std::min<int64_t>(Cf::KC, K - pc);
       const bool add = accumulate || pc > 0;
+      const Epilogue<T> ep = e.pass(pc == 0, pc + kc >= K);
       if (!b_in_place) pack_B(kc, 0, nc, B + pc * rsb + jc * csb, rsb, csb, pb);
       const T* panel = b_in_place ? B + pc * rsb + jc : pb;
       for (int64_t ic = 0; ic < M; ic += Cf::MC) {
         const int64_t mc = std::min<int64_t>(Cf::MC, M - ic);
         const ASource<T> src{A + ic * rsa + pc * csa, rsa, csa, amode};
-        macro_kernel(mc, nc, kc, &src, pa, panel, b_in_place ? rsb : 0, C + ic * ldc + jc, ldc, add,
-                     pc == 0 && bias ? bias + jc : nullptr, 0, ns);
+        macro_kernel(mc, nc, kc, &src, pa, panel, b_in_place ? rsb : 0, C + ic * ldc + jc, ldc, add, ep.at(ic, jc),
+                     0, ns);
       }
     }
   }
@@ -769,11 +802,11 @@ int threads_for(int64_t M, int64_t N, int64_t K) {
 // that the OS schedules late -- common on a busy laptop -- delays nobody, the others take its pieces.
 template <class T>
 void gemm_parallel(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
-                   int64_t csb, T* C, int64_t ldc, bool accumulate, const T* bias, int nt) {
+                   int64_t csb, T* C, int64_t ldc, bool accumulate, const Epilogue<T>& e, int nt) {
   const Sizes<T> sz(M, N, K);
   if (nt <= 1) {
     T* ws = workspace<T>(sz.a + sz.b);
-    return gemm_serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bias, ws, ws + sz.a);
+    return gemm_serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, e, ws, ws + sz.a);
   }
 #ifdef _OPENMP
   using Cf = Cfg<T>;
@@ -803,12 +836,12 @@ void gemm_parallel(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int
       const int64_t s0 = units * piece / n_pieces, s1 = units * (piece + 1) / n_pieces;
       if (split_m) {
         const int64_t i0 = s0 * Cf::MR, i1 = std::min(M, s1 * Cf::MR);
-        gemm_serial(i1 - i0, N, K, A + i0 * rsa, rsa, csa, B, rsb, csb, C + i0 * ldc, ldc, accumulate, bias, pa,
-                    pa + sz.a);
+        gemm_serial(i1 - i0, N, K, A + i0 * rsa, rsa, csa, B, rsb, csb, C + i0 * ldc, ldc, accumulate, e.at(i0, 0),
+                    pa, pa + sz.a);
       } else {
         const int64_t j0 = s0 * Cf::NR, j1 = std::min(N, s1 * Cf::NR);
-        gemm_serial(M, j1 - j0, K, A, rsa, csa, B + j0 * csb, rsb, csb, C + j0, ldc, accumulate,
-                    bias ? bias + j0 : nullptr, pa, pa + sz.a);
+        gemm_serial(M, j1 - j0, K, A, rsa, csa, B + j0 * csb, rsb, csb, C + j0, ldc, accumulate, e.at(0, j0), pa,
+                    pa + sz.a);
       }
     }
   }
@@ -817,10 +850,10 @@ void gemm_parallel(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int
 
 template <class T>
 void gemm_impl(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
-               int64_t csb, T* C, int64_t ldc, bool accumulate, const T* bias) {
-  check(!(bias && accumulate), "gemm: a bias is what C starts from; it cannot be combined with accumulate");
+               int64_t csb, T* C, int64_t ldc, bool accumulate, const Epilogue<T>& e) {
+  check(!(e.bias && accumulate), "gemm: a bias is what C starts from; it cannot be combined with accumulate");
   if (M <= 0 || N <= 0) return;
-  gemm_parallel(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bias, threads_for(M, N, K));
+  gemm_parallel(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, e, threads_for(M, N, K));
 }
 
 template <class T>
@@ -834,14 +867,14 @@ void gemm_batched_impl(int64_t batch, const int64_t* a_off, const int64_t* b_off
   }
   const int nt = threads_for(M * batch, N, K);
   const Sizes<T> sz(M, N, K);
-  const T* const no_bias = nullptr;  // batched products have none
+  const Epilogue<T> none;  // batched products have no bias or scale
   // Whole matrices per thread when there are enough of them, or when each is too small to split well.
   const bool small = double(M) * double(N) * double(K) < 256.0 * 256.0 * 256.0;
   const bool over_batch = nt > 1 && batch >= nt && (small || batch % nt == 0 || batch >= 4 * nt);
   if (nt <= 1 || !over_batch) {
     const int nt1 = nt <= 1 ? 1 : threads_for(M, N, K);
     for (int64_t b = 0; b < batch; ++b)
-      gemm_parallel(M, N, K, A + a_off[b], rsa, csa, B + b_off[b], rsb, csb, C + c_off[b], ldc, accumulate, no_bias,
+      gemm_parallel(M, N, K, A + a_off[b], rsa, csa, B + b_off[b], rsb, csb, C + c_off[b], ldc, accumulate, none,
                     nt1);
     return;
   }
@@ -855,7 +888,7 @@ void gemm_batched_impl(int64_t batch, const int64_t* a_off, const int64_t* b_off
     T* pa = ws + per * omp_get_thread_num();
     for (int64_t piece; pieces.next(piece);)  // contiguous runs keep broadcast operands warm in cache
       for (int64_t b = batch * piece / n_pieces; b < batch * (piece + 1) / n_pieces; ++b)
-        gemm_serial(M, N, K, A + a_off[b], rsa, csa, B + b_off[b], rsb, csb, C + c_off[b], ldc, accumulate, no_bias,
+        gemm_serial(M, N, K, A + a_off[b], rsa, csa, B + b_off[b], rsb, csb, C + c_off[b], ldc, accumulate, none,
                     pa, pa + sz.a);
   }
 #endif
@@ -876,12 +909,14 @@ const char* gemm_kernel_name() {
 }
 
 void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t rsa, int64_t csa, const float* B, int64_t rsb,
-          int64_t csb, float* C, int64_t ldc, bool accumulate, const float* bias) {
-  gemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bias);
+          int64_t csb, float* C, int64_t ldc, bool accumulate, const float* bias, const float* scale,
+          int64_t lds) {
+  gemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, Epilogue<float>{bias, scale, lds});
 }
 void gemm(int64_t M, int64_t N, int64_t K, const double* A, int64_t rsa, int64_t csa, const double* B, int64_t rsb,
-          int64_t csb, double* C, int64_t ldc, bool accumulate, const double* bias) {
-  gemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bias);
+          int64_t csb, double* C, int64_t ldc, bool accumulate, const double* bias, const double* scale,
+          int64_t lds) {
+  gemm_impl(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, Epilogue<double>{bias, scale, lds});
 }
 void gemm_batched(int64_t batch, const int64_t* a_off, const int64_t* b_off, const int64_t* c_off, int64_t M,
                   int64_t N, int64_t K, const float* A, int64_t rsa, int64_t csa, const float* B, int64_t rsb,

@@ -31,14 +31,18 @@ void gemm_reference(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, in
 // bias (N values, or null; not with accumulate): C = bias + A @ B, each row starting from the bias, which the
 // kernel adds as it first stores a tile (a Linear layer's output in one pass). The same bits as copying the bias
 // into every row of C and accumulating.
+// scale (an M x N array, element (i,j) at scale[i*lds + j], or null): C = (what C would be without it) * scale,
+// multiplied where the kernel last stores a tile; the same bits as multiplying C afterwards.
 void gemm(int64_t M, int64_t N, int64_t K,
           const float* A, int64_t rsa, int64_t csa,
           const float* B, int64_t rsb, int64_t csb,
-          float* C, int64_t ldc, bool accumulate, const float* bias = nullptr);
+          float* C, int64_t ldc, bool accumulate, const float* bias = nullptr,
+          const float* scale = nullptr, int64_t lds = 0);
 void gemm(int64_t M, int64_t N, int64_t K,
           const double* A, int64_t rsa, int64_t csa,
           const double* B, int64_t rsb, int64_t csb,
-          double* C, int64_t ldc, bool accumulate, const double* bias = nullptr);
+          double* C, int64_t ldc, bool accumulate, const double* bias = nullptr,
+          const double* scale = nullptr, int64_t lds = 0);
 
 // Batched: for b in [0,batch): C + c_off[b] = A + a_off[b] @ B + b_off[b], same M,N,K and strides for all.
 // Offsets are in elements. Offsets may repeat for A or B (batch broadcasting), never for C.

@@ -102,6 +102,10 @@ Array matmul(const Array& a, const Array& b);
 // out = a @ b written into out, a view of shape (..., M, N) with dense rows (last stride 1) and any other strides
 // (e.g. a block of a bigger array); a and b broadcast to out's batch dims. The same bits as matmul.
 void matmul_into(Array& out, const Array& a, const Array& b);
+// (a @ b) * scale for matrices a (M, K) and b (K, N) and a scale of the product's shape (M, N) with dense rows:
+// the multiplication happens where the GEMM stores the product, so there is no second pass over it. The same bits
+// as mul(matmul(a, b), scale). (A backward through GELU: dh = (dy @ w) * gelu'(h).)
+Array matmul_scaled(const Array& a, const Array& b, const Array& scale);
 // linear: x @ w^T + b in one pass, as nn.Linear computes it: x (..., in), w (out, in), b (out) or undefined ->
 // (..., out). The bias is written into the output first and the product is accumulated onto it, so there is no
 // separate pass to add it. "linear: input (4,3) does not end in the weight's 5 inputs (weight (2,5))"

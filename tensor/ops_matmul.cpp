@@ -127,6 +127,24 @@ void matmul_into(Array& out, const Array& a, const Array& b) {
   });
 }
 
+Array matmul_scaled(const Array& a, const Array& b, const Array& scale) {
+  const char* op = "matmul_scaled";
+  detail::check_same_dtype(a, b, op);
+  detail::check_same_dtype(scale, a, op);
+  check(a.ndim() == 2 && b.ndim() == 2, op, ": expected two matrices, got ", a.shape(), " @ ", b.shape());
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  check(b.size(0) == K, op, ": inner dims differ: ", a.shape(), " @ ", b.shape());
+  check(scale.shape() == Shape{M, N}, op, ": the scale ", scale.shape(), " is not the product's (", M, ",", N, ")");
+  check(scale.strides()[1] == 1 || N <= 1, op, ": the scale's rows must be dense, got strides ", scale.strides());
+  return dispatch_float(a.dtype(), op, [&](auto z) {
+    using T = decltype(z);
+    Array out = Array::empty({M, N}, a.dtype());
+    gemm(M, N, K, a.data<T>(), a.strides()[0], a.strides()[1], b.data<T>(), b.strides()[0], b.strides()[1],
+         out.data<T>(), N, false, nullptr, scale.data<T>(), scale.strides()[0]);
+    return out;
+  });
+}
+
 Array linear(const Array& x_in, const Array& w, const Array& b) {
   const char* op = "linear";
   detail::check_same_dtype(x_in, w, op);

@@ -1,5 +1,6 @@
 // matmul against a naive triple loop: odd sizes, 1-D operands, batch broadcasting, transposed and strided views.
 #include "tests/tensor/test_ops_util.h"
+#include "tests/test_util.h"
 
 using namespace qkvlab;
 using namespace qkvlab::testing;
@@ -146,6 +147,34 @@ TEST_CASE("matmul_into: a product into a block of a bigger array, matmul's bits"
   CHECK_THROWS_WITH(matmul_into(wrong, a, b), Catch::Contains("is not the product's (2,3,20,40)"));
   Array strided = Array::empty({2, 3, 40, 20}).mT();
   CHECK_THROWS_WITH(matmul_into(strided, a, b), Catch::Contains("rows must be dense"));
+}
+
+// matmul_scaled multiplies by the scale where the GEMM stores the product (GeluLinearBackward's dh): the bits of
+// matmul then mul, on every path of the GEMM -- full and edge tiles, K over one block (the scale must wait for the
+// last pass), one row, K = 0, transposed and strided operands, one and two threads, float and double.
+TEST_CASE("matmul_scaled: (a @ b) * scale in the GEMM's store, matmul then mul's bits", "[ops][matmul]") {
+  Generator g(83);
+  struct Case { int64_t M, N, K; };
+  for (DType dt : {DType::F32, DType::F64})
+    for (int threads : {1, 2}) {
+      testing::ThreadCount tc(threads);
+      for (const Case& c : std::vector<Case>{{2048, 64, 256}, {2048, 256, 64}, {37, 50, 19}, {15, 33, 600},
+                                              {1, 70, 90}, {1, 5, 300}, {9, 7, 0}, {300, 16, 16}}) {
+        INFO(dtype_name(dt) << " " << threads << " thread(s), M " << c.M << " N " << c.N << " K " << c.K);
+        const Array a = Array::normal({c.M, c.K}, g).to(dt), b = Array::normal({c.K, c.N}, g).to(dt);
+        const Array s = Array::normal({c.M, c.N}, g).to(dt);
+        CHECK(matmul_scaled(a, b, s).to_vector() == mul(matmul(a, b), s).to_vector());
+      }
+      // transposed operands and a scale that is a block of a bigger array (rows of stride 40)
+      const Array at = Array::normal({30, 45}, g).to(dt).mT(), bt = Array::normal({21, 30}, g).to(dt).mT();
+      const Array big = Array::normal({60, 40}, g).to(dt), s = big.slice(0, 5, 50).slice(1, 3, 24);
+      CHECK(matmul_scaled(at, bt, s).to_vector() == mul(matmul(at, bt), s).to_vector());
+    }
+  const Array a = Array::normal({4, 3}, g), b = Array::normal({3, 5}, g);
+  CHECK_THROWS_WITH(matmul_scaled(a, b, Array::ones({4, 6})), Catch::Contains("the scale (4,6) is not the product's (4,5)"));
+  CHECK_THROWS_WITH(matmul_scaled(a, b, Array::ones({5, 4}).mT()), Catch::Contains("rows must be dense"));
+  CHECK_THROWS_WITH(matmul_scaled(a, Array::normal({4, 5}, g), Array::ones({4, 5})), Catch::Contains("inner dims differ"));
+  CHECK_THROWS_WITH(matmul_scaled(a.unsqueeze(0), b, Array::ones({4, 5})), Catch::Contains("expected two matrices"));
 }
 
 TEST_CASE("linear: x @ w^T + b in one pass equals matmul then add", "[ops][matmul]") {
