@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "autograd/node.h"
+#include "tensor/gemm.h"
 
 namespace qkvlab {
 
@@ -197,11 +198,51 @@ struct AttentionBackward : Node {
   void release_saved() override { q = k = v = kept = Array(); }
 };
 
+// Attention for one query a head (T = 1) with nothing to keep for backward: a decoding step with the KV cache.
+// The same products and softmax call as Core's probs and over_keys (so the same bits: tests/nn/test_attention.cpp),
+// without the batched matmul's set-up around each of them (broadcast shapes, offset tables, views), which took most
+// of the ~4 us a layer of `small` spent on attention at 64 keys. Mirrors matmul's one choice that changes the
+// order of a sum: for a single batch entry with one KV head (MQA), matmul multiplies the G query rows of q as one
+// (G, D) @ (D, S) product instead of G one-row products.
+Array one_query_attention(const Array& q, const Array& k, const Array& v, bool causal) {
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(3), Hkv = k.size(1), S = k.size(2), G = H / Hkv;
+  Array p = Array::empty({B, H, 1, S}, q.dtype());
+  Array out = Core::empty_like_layout(q);  // (B,H,1,D) in q's layout, as the Core path writes it
+  const bool one_product = B == 1 && Hkv == 1 && G > 1 && q.is_contiguous();
+  dispatch_float(q.dtype(), "attention", [&](auto z) {
+    using T = decltype(z);
+    const T *qp = q.data<T>(), *kp = k.data<T>(), *vp = v.data<T>();
+    T *pp = p.data<T>(), *op = out.data<T>();
+    const int64_t qb = q.strides()[0], qh = q.strides()[1], qd = q.strides()[3];
+    const int64_t kb = k.strides()[0], kh = k.strides()[1], ks = k.strides()[2], kd = k.strides()[3];
+    const int64_t vb = v.strides()[0], vh = v.strides()[1], vs = v.strides()[2], vd = v.strides()[3];
+    if (one_product) {
+      gemm(G, S, D, qp, D, 1, kp, kd, ks, pp, S, false);  // scores of the G heads: (G, D) @ k^T
+    } else {
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h)  // scores of one head: (1, D) @ k^T (its KV head's keys)
+          gemm(1, S, D, qp + b * qb + h * qh, 0, qd, kp + b * kb + (h / G) * kh, kd, ks, pp + (b * H + h) * S, S,
+               false);
+    }
+    scaled_causal_softmax_(p, 1.0 / std::sqrt(double(D)), causal);
+    const int64_t ob = out.strides()[0], oh = out.strides()[1];
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)  // probabilities times values: (1, S) @ (S, D)
+        gemm(1, D, S, pp + (b * H + h) * S, 0, 1, vp + b * vb + (h / G) * vh, vs, vd, op + b * ob + h * oh, D, false);
+  });
+  return out;
+}
+
 }  // namespace
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                                     const ScoreBias& score_bias, AttentionMaps* maps) {
   check_attention_shapes(q, k, v);
+  const bool keeps = grad_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  if (q.size(2) == 1 && !score_bias && !maps && !keeps) {  // decoding with the cache: one query a head
+    ProfileScope prof("attention");
+    return Tensor(one_query_attention(q.data(), k.data(), v.data(), causal));
+  }
   if (!score_bias && !maps) {  // one op that keeps only q, k and v for backward (AttentionBackward above)
     ProfileScope prof("attention");
     const Core c(q.data(), k.data(), v.data(), causal);

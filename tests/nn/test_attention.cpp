@@ -359,6 +359,41 @@ TEST_CASE("attention's output and gradients keep the layout of permuted heads", 
   }
 }
 
+// A decoding step's attention (one query a head, no gradient to keep) takes its own path (one_query_attention in
+// nn/attention/sdpa.cpp): the same kernels as the op that keeps q, k and v for backward, so the same bits, for
+// every head sharing (MQA with one sequence multiplies its G query rows as one product, as matmul does), queries
+// as permuted views or contiguous, v = k, one key to past a GEMM block, float and double.
+TEST_CASE("attention for one query a head gives the general path's bits", "[attention]") {
+  Generator gen(67);
+  const int64_t H = 4, D = 32;
+  for (DType dt : {DType::F32, DType::F64})
+    for (int64_t B : {1, 2})
+      for (int64_t Hkv : {4, 2, 1})
+        for (int64_t S : {1, 5, 16, 64, 127, 300})
+          for (bool v_is_k : {false, true})
+            for (bool permuted : {true, false}) {
+              INFO(dtype_name(dt) << " B " << B << " Hkv " << Hkv << " S " << S << " v=k " << v_is_k << " permuted "
+                                  << permuted);
+              const Array xq = Array::normal({B, 1, H, D}, gen).to(dt);
+              const Array k = Array::normal({B, Hkv, 400, D}, gen).to(dt).narrow(2, 0, S);  // a cache's view
+              const Array v = v_is_k ? k : Array::normal({B, Hkv, 400, D}, gen).to(dt).narrow(2, 0, S);
+              const Array q = permuted ? xq.permute({0, 2, 1, 3}) : xq.permute({0, 2, 1, 3}).contiguous();
+              Tensor fast;
+              {
+                NoGradGuard no_grad;
+                fast = scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), true, nullptr, nullptr);
+              }
+              // the same query (same layout) needing a gradient: the op that keeps q, k and v for backward
+              const Tensor leaf(permuted ? xq.clone() : q.clone(), true);
+              const Tensor tq = permuted ? permute(leaf, {0, 2, 1, 3}) : leaf;
+              const Tensor general = scaled_dot_product_attention(tq, Tensor(k), Tensor(v), true, nullptr, nullptr);
+              REQUIRE(fast.shape() == general.shape());
+              CHECK(max_abs_diff(fast.data(), general.data()) == 0.0);
+              for (int64_t d = 0; d < 4; ++d)  // the same layout (a size-1 dim's stride is never used)
+                if (fast.size(d) > 1) CHECK(fast.data().strides()[size_t(d)] == general.data().strides()[size_t(d)]);
+            }
+}
+
 TEST_CASE("AttentionBackward agrees with finite differences in double precision", "[attention][gradcheck]") {
   for (int64_t keep : {int64_t{0}, int64_t{1} << 20}) {  // probabilities made again, and kept from forward
     const testing::KeepForBackwardBytes limit(keep);
