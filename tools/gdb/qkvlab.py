@@ -9,7 +9,7 @@
 # Load it with `source tools/gdb/qkvlab.py` (the repo's .gdbinit does this; see docs/DEBUGGING.md).
 # `set qkvlab-max-values N` changes how many values are shown (default 8).
 #
-# The printers read libstdc++ internals (std::vector::_M_impl, std::shared_ptr::_M_ptr) through gdb's value API,
+# The printers read qkvlab::Dims (shapes, strides) and libstdc++ internals (std::shared_ptr::_M_ptr) through gdb's value API,
 # so they work on any -g build (make debug) without calling into the program.
 import gdb
 import gdb.printing
@@ -48,10 +48,14 @@ def _limit():
 
 
 def _vector(v):
-    """The elements of a libstdc++ std::vector<int64_t> as Python ints."""
-    impl = v["_M_impl"]
-    start, finish = impl["_M_start"], impl["_M_finish"]
-    n = int(finish - start)
+    """The sizes in a shape or strides list (qkvlab::Dims: data_ and size_; or a libstdc++ std::vector<int64_t>)
+    as Python ints."""
+    try:
+        start, n = v["data_"], int(v["size_"])
+    except gdb.error:
+        impl = v["_M_impl"]
+        start = impl["_M_start"]
+        n = int(impl["_M_finish"] - start)
     return [int((start + i).dereference()) for i in range(n)]
 
 
@@ -197,6 +201,19 @@ class TensorImplPrinter:
             return "TensorImpl(<%s>)" % e
 
 
+class DimsPrinter:
+    """qkvlab::Dims (Shape, Strides): the sizes as a tuple, (2,3)."""
+
+    def __init__(self, val):
+        self.val = val
+
+    def to_string(self):
+        try:
+            return _tuple(_vector(self.val))
+        except gdb.error as e:
+            return "Dims(<%s>)" % e
+
+
 class SourceLocationPrinter:
     """std::source_location (Node::created_at): where an op was called."""
 
@@ -217,6 +234,7 @@ def build_pretty_printer():
     pp.add_printer("Array", "^qkvlab::Array$", ArrayPrinter)
     pp.add_printer("Tensor", "^qkvlab::Tensor$", TensorPrinter)
     pp.add_printer("TensorImpl", "^qkvlab::TensorImpl$", TensorImplPrinter)
+    pp.add_printer("Dims", "^qkvlab::Dims$", DimsPrinter)
     pp.add_printer("source_location", "^std::source_location$", SourceLocationPrinter)
     return pp
 
