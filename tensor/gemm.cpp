@@ -330,7 +330,9 @@ void micro_kernel(int64_t kc, const T* __restrict a, int64_t lda, const T* __res
       T* ci = c + i * ldc;
 #pragma GCC unroll 4
       for (int v = 0; v < NVe; ++v) {
-        V r = add ? S::add(S::loadu(ci + v * W), acc[i][v]) : bias ? S::add(S::loadu(bias + v * W), acc[i][v]) : acc[i][v];
+        V r = add    ? S::add(S::loadu(ci + v * W), acc[i][v])
+              : bias ? S::add(S::loadu(bias + v * W), acc[i][v])
+                     : acc[i][v];
         if (scale) r = S::mul(r, S::loadu(scale + i * e.lds + v * W));
         S::storeu(ci + v * W, r);
       }
@@ -345,7 +347,9 @@ void micro_kernel(int64_t kc, const T* __restrict a, int64_t lda, const T* __res
         if (cnt <= 0) break;
         T* p = ci + v * W;
         if (cnt == W) {
-          V r = add ? S::add(S::loadu(p), acc[i][v]) : bias ? S::add(S::loadu(bias + v * W), acc[i][v]) : acc[i][v];
+          V r = add    ? S::add(S::loadu(p), acc[i][v])
+                : bias ? S::add(S::loadu(bias + v * W), acc[i][v])
+                       : acc[i][v];
           if (scale) r = S::mul(r, S::loadu(scale + i * e.lds + v * W));
           S::storeu(p, r);
         } else {

@@ -208,6 +208,7 @@ Array one_query_attention(const Array& q, const Array& k, const Array& v, bool c
   const int64_t B = q.size(0), H = q.size(1), D = q.size(3), Hkv = k.size(1), S = k.size(2), G = H / Hkv;
   Array p = Array::empty({B, H, 1, S}, q.dtype());
   Array out = Core::empty_like_layout(q);  // (B,H,1,D) in q's layout, as the Core path writes it
+  if (out.strides()[3] != 1) out = Array::empty({B, H, 1, D}, q.dtype());  // (a q whose D is not its densest dim)
   const bool one_product = B == 1 && Hkv == 1 && G > 1 && q.is_contiguous();
   dispatch_float(q.dtype(), "attention", [&](auto z) {
     using T = decltype(z);
@@ -228,7 +229,8 @@ Array one_query_attention(const Array& q, const Array& k, const Array& v, bool c
     const int64_t ob = out.strides()[0], oh = out.strides()[1];
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < H; ++h)  // probabilities times values: (1, S) @ (S, D)
-        gemm(1, D, S, pp + (b * H + h) * S, 0, 1, vp + b * vb + (h / G) * vh, vs, vd, op + b * ob + h * oh, D, false);
+        gemm(1, D, S, pp + (b * H + h) * S, 0, 1, vp + b * vb + (h / G) * vh, vs, vd, op + b * ob + h * oh, D,
+             false);
   });
   return out;
 }

@@ -392,6 +392,13 @@ TEST_CASE("attention for one query a head gives the general path's bits", "[atte
               for (int64_t d = 0; d < 4; ++d)  // the same layout (a size-1 dim's stride is never used)
                 if (fast.size(d) > 1) CHECK(fast.data().strides()[size_t(d)] == general.data().strides()[size_t(d)]);
             }
+  // a query whose head dim is not its densest: the output is written contiguous, with the chain's values
+  NoGradGuard no_grad;
+  const Array q = Array::normal({2, D, H, 1}, gen).permute({0, 2, 3, 1});  // (2,H,1,D), D of stride H
+  const Array k = Array::normal({2, 2, 9, D}, gen), v = Array::normal({2, 2, 9, D}, gen);
+  const Tensor fast = scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), true, nullptr, nullptr);
+  const Tensor chain = attention_reference(Tensor(q), Tensor(k), Tensor(v), true, nullptr, nullptr);
+  CHECK(max_abs_diff(fast.data(), chain.data()) < 1e-5);
 }
 
 TEST_CASE("AttentionBackward agrees with finite differences in double precision", "[attention][gradcheck]") {

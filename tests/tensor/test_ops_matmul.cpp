@@ -171,9 +171,11 @@ TEST_CASE("matmul_scaled: (a @ b) * scale in the GEMM's store, matmul then mul's
       CHECK(matmul_scaled(at, bt, s).to_vector() == mul(matmul(at, bt), s).to_vector());
     }
   const Array a = Array::normal({4, 3}, g), b = Array::normal({3, 5}, g);
-  CHECK_THROWS_WITH(matmul_scaled(a, b, Array::ones({4, 6})), Catch::Contains("the scale (4,6) is not the product's (4,5)"));
+  CHECK_THROWS_WITH(matmul_scaled(a, b, Array::ones({4, 6})),
+                    Catch::Contains("the scale (4,6) is not the product's (4,5)"));
   CHECK_THROWS_WITH(matmul_scaled(a, b, Array::ones({5, 4}).mT()), Catch::Contains("rows must be dense"));
-  CHECK_THROWS_WITH(matmul_scaled(a, Array::normal({4, 5}, g), Array::ones({4, 5})), Catch::Contains("inner dims differ"));
+  CHECK_THROWS_WITH(matmul_scaled(a, Array::normal({4, 5}, g), Array::ones({4, 5})),
+                    Catch::Contains("inner dims differ"));
   CHECK_THROWS_WITH(matmul_scaled(a.unsqueeze(0), b, Array::ones({4, 5})), Catch::Contains("expected two matrices"));
 }
 
