@@ -100,10 +100,10 @@ struct GeluLinearBackward : Node {
     const int64_t rows = shape_numel(Shape(hs.begin(), hs.end() - 1));
     const Array g2 = g.reshape({rows, out_features});
     Array act = this->act, gh, gw, gb;
-    if (slope.defined() && needs_grad(0)) {
+    if (needs_grad(0) && slope.defined()) {
       gh = matmul_scaled(g2, w, slope.reshape({rows, in_features})).reshape(hs);  // d gelu(h) * gelu'(h), one pass
     } else if (needs_grad(0)) {
-      gh = matmul(g2, w).reshape(hs);   // d gelu(h), made into dh in place
+      gh = matmul(g2, w).reshape(hs);  // d gelu(h), made into dh in place with gelu(h) made again
       if (last_run && h.storage().use_count() == 1) {
         // h is this node's alone and is released after this call: gelu(h) overwrites it rather than taking a
         // buffer of its own, which would add h's size to backward's peak (8 MB a block for `small`)

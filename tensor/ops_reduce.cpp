@@ -56,10 +56,11 @@ void sum_into(const Array& a, const std::vector<bool>& mask, double* acc) {
 #pragma omp parallel for num_threads(num_threads()) schedule(static) if (blocks > 1)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t c0 = C * blk / blocks, c1 = C * (blk + 1) / blocks;
-      // With several blocks each sums into a buffer of its own: two blocks writing into acc side by side share
-      // the cache line at their boundary whenever acc is not 64-byte aligned, and every row's store then moves
-      // it between the cores (`tiny` at 2 threads: column sums 6 -> 9 % of a step).
-      std::vector<double> own;
+      // With several blocks each sums into a buffer of its own thread's: two blocks writing into acc side by
+      // side share the cache line at their boundary whenever acc is not 64-byte aligned, and every row's store
+      // then moves it between the cores (`tiny` at 2 threads: column sums 6 -> 9 % of a step). The buffer is
+      // kept from call to call, so this costs no allocation once it has grown.
+      thread_local std::vector<double> own;
       if (blocks > 1) own.assign(acc + c0, acc + c1);
       double* __restrict q = blocks > 1 ? own.data() : acc + c0;
       for (int64_t r = 0; r < R; ++r) {

@@ -28,8 +28,6 @@ class Dims {
   using const_pointer = const int64_t*;
   using iterator = int64_t*;
   using const_iterator = const int64_t*;
-  using reverse_iterator = std::reverse_iterator<iterator>;
-  using const_reverse_iterator = std::reverse_iterator<const_iterator>;
 
   Dims() = default;
   explicit Dims(size_t n, int64_t value = 0) { assign(n, value); }
@@ -66,16 +64,8 @@ class Dims {
   iterator end() { return data_ + size_; }
   const_iterator begin() const { return data_; }
   const_iterator end() const { return data_ + size_; }
-  const_iterator cbegin() const { return data_; }
-  const_iterator cend() const { return data_ + size_; }
-  reverse_iterator rbegin() { return reverse_iterator(end()); }
-  reverse_iterator rend() { return reverse_iterator(begin()); }
-  const_reverse_iterator rbegin() const { return const_reverse_iterator(end()); }
-  const_reverse_iterator rend() const { return const_reverse_iterator(begin()); }
   int64_t& operator[](size_t i) { return data_[i]; }
   const int64_t& operator[](size_t i) const { return data_[i]; }
-  int64_t& front() { return data_[0]; }
-  const int64_t& front() const { return data_[0]; }
   int64_t& back() { return data_[size_ - 1]; }
   const int64_t& back() const { return data_[size_ - 1]; }
 
@@ -109,10 +99,6 @@ class Dims {
     if (size_ == cap_) reserve(2 * cap_);
     data_[size_++] = v;
   }
-  int64_t& emplace_back(int64_t v) {
-    push_back(v);
-    return back();
-  }
   void pop_back() { --size_; }
 
   // insert and erase as std::vector's: the returned iterator points at the first inserted / the element after
@@ -136,7 +122,7 @@ class Dims {
   iterator erase(const_iterator pos) { return erase(pos, pos + 1); }
   iterator erase(const_iterator first, const_iterator last) {
     int64_t* f = data_ + (first - data_);
-    std::copy(last, cend(), f);
+    std::copy(last, const_iterator(end()), f);
     size_ -= size_t(last - first);
     return f;
   }
