@@ -81,6 +81,7 @@ std::map<std::string, std::string> snapshot(const std::string& dir) {
 
 // A save was under way when the process died: a step folder nothing points at, or a temporary.
 bool interrupted_save(const std::string& dir) {
+  if (!fs::exists(dir)) return false;  // killed before it made its folder: no save was under way
   const std::string current = fs::exists(dir + "/checkpoint") ? fs::read_symlink(dir + "/checkpoint").string() : "";
   for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) {
     const std::string name = it->path().filename().string();
