@@ -199,7 +199,8 @@ TEST_CASE("scaled_causal_softmax is the chain softmax(masked_fill(x * scale)) bi
   // (B,H,T,S): square, T < S (a KV cache), T > S (rows that see nothing), S = 1, and sizes off the 8-wide sums.
   const std::vector<Shape> shapes{{2, 3, 5, 5}, {1, 2, 3, 7}, {2, 1, 1, 1},  {1, 1, 4, 1},   {1, 2, 7, 7},
                                   {1, 1, 33, 33}, {2, 1, 4, 33}, {1, 1, 5, 3}, {3, 8, 16}, {2, 1, 1, 9},
-                                  {1, 2, 40, 48}, {1, 1, 64, 64}};  // S % 16 == 0: whole blocks of 16 keys
+                                  {1, 2, 40, 48}, {1, 1, 64, 64},   // S % 16 == 0: whole blocks of 16 keys
+                                  {2, 2, 16, 16}, {1, 3, 13, 16}};  // S = 16 without a mask: one vector a row
   for (DType dt : {DType::F32, DType::F64}) {
     for (const Shape& shape : shapes) {
       for (bool causal : {true, false}) {
@@ -280,6 +281,22 @@ TEST_CASE("scaled_causal_softmax edge cases are softmax's: NaN rows, +inf, fully
       g2.set({0, 1, 2, 5}, INFINITY);
       const Array dx2 = scaled_causal_softmax_backward(p, g2, 0.5, true);
       CHECK(same_values(dx2.narrow(2, 2, 1), dx.narrow(2, 2, 1)));
+    }
+    // Rows of 16 keys without a mask (the float kernel's one-vector rows): NaN and inf rows, a fully -inf row and
+    // ordinary rows in one group of 8 rows, each as the chain gives it.
+    {
+      Array x = Array::normal({1, 1, 8, 16}, gen, 0, 1, dt);
+      x.set({0, 0, 1, 3}, NAN);
+      x.set({0, 0, 2, 15}, INFINITY);
+      x.set({0, 0, 4, 0}, -INFINITY);  // one -inf key: probability 0, the row otherwise ordinary
+      for (int64_t j = 0; j < 16; ++j) x.set({0, 0, 6, j}, -INFINITY);
+      const Array p = scaled_causal_softmax(x, 0.5, false);
+      CHECK(same_values(p, chain_forward(x, 0.5, false)));
+      CHECK(std::isnan(p.at({0, 0, 1, 0})));
+      CHECK(std::isnan(p.at({0, 0, 2, 0})));
+      CHECK(p.at({0, 0, 4, 0}) == 0.0);
+      CHECK(p.at({0, 0, 6, 7}) == 0.0);
+      CHECK(std::isfinite(p.at({0, 0, 7, 7})));
     }
     // Empty and 2-D inputs.
     CHECK(scaled_causal_softmax(Array::zeros({2, 0}, dt), 1.0, true).shape() == Shape{2, 0});
