@@ -146,7 +146,8 @@ TEST_CASE("sum over the leading dims of a contiguous array (a bias gradient): ea
   // the same bits as the running sum written out here ((7, 9) takes the general walk: for so few rows, the same).
   const int saved = num_threads();
   Generator gen(29);
-  for (const Shape& shape : {Shape{3000, 100}, Shape{40, 50, 130}, Shape{7, 9}}) {
+  // 64 columns at a time in registers, then the rest: C = 64, 256 (whole groups), 100, 130 (a rest of 36, 2)
+  for (const Shape& shape : {Shape{3000, 100}, Shape{40, 50, 130}, Shape{7, 9}, Shape{2048, 64}, Shape{300, 256}}) {
     const Array a = Array::normal(shape, gen);
     const int64_t C = shape.back(), R = a.numel() / C;
     const std::vector<double> x = a.to_vector();
@@ -164,6 +165,21 @@ TEST_CASE("sum over the leading dims of a contiguous array (a bias gradient): ea
       std::vector<float> gotf(got.begin(), got.end());
       INFO(shape_str(shape) << " threads " << threads);
       CHECK(gotf == want);
+    }
+  }
+  // Rows in order, seen in the result: a column of 1, 2^60, -2^60, 0, ... sums to 0 in that order (1 + 2^60 rounds
+  // to 2^60 in double) and to 1 in most others.
+  for (const Shape& shape : {Shape{2048, 64}, Shape{500, 100}}) {
+    Array a = Array::zeros(shape);
+    for (int64_t c = 0; c < shape[1]; ++c) {
+      a.set({0, c}, 1.0);
+      a.set({1, c}, std::ldexp(1.0, 60));
+      a.set({2, c}, -std::ldexp(1.0, 60));
+    }
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      INFO(shape_str(shape) << " threads " << threads);
+      CHECK(sum(a, {0}).to_vector() == std::vector<double>(size_t(shape[1]), 0.0));
     }
   }
   set_num_threads(saved);
