@@ -610,6 +610,67 @@ void layer_norm_backward_row(const T* g, int64_t sg, const T* x, int64_t sx, con
   }
 }
 
+// kRows float rows of layer_norm_backward_row<true> side by side, as layer_norm_rows does for the forward: the
+// two row sums of each row in 8 lanes of doubles (the same partial sums, added in the same order), the rows'
+// chains of dependent adds overlapped; then each row's dx and gxhat by the same loop as one row alone (the same
+// bits: tests/tensor/test_ops_nn.cpp). Row q's values at offset q * s_row in g, x, dx, gxhat; its mean and rstd
+// at q * s_stat.
+template <int kRows>
+void layer_norm_backward_rows(const float* g, const float* x, const float* w, const float* mu, const float* r,
+                              int64_t s_stat, int64_t s_row, int64_t c, float* dx, float* gxhat) {
+  typedef double D8 __attribute__((vector_size(64)));
+  typedef float F8 __attribute__((vector_size(32)));
+  auto load8 = [](const float* p) {
+    F8 v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  };
+  auto total = [](const D8& v) {
+    const double p[8] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]};
+    return sum_partials(p);
+  };
+  float m[kRows], rs[kRows];
+  D8 a1[kRows], a2[kRows];
+  for (int q = 0; q < kRows; ++q) m[q] = mu[q * s_stat], rs[q] = r[q * s_stat], a1[q] = a2[q] = D8{};
+  int64_t i = 0;
+  for (; i + 8 <= c; i += 8) {
+    F8 wv;
+    if (w) wv = load8(w + i);
+    for (int q = 0; q < kRows; ++q) {
+      const F8 gv = load8(g + q * s_row + i);
+      const F8 dxh = w ? gv * wv : gv;
+      const F8 xh = (load8(x + q * s_row + i) - m[q]) * rs[q];
+      const D8 d = __builtin_convertvector(dxh, D8);
+      a1[q] += d;
+      a2[q] += d * __builtin_convertvector(xh, D8);
+    }
+  }
+  for (; i < c; ++i)
+    for (int q = 0; q < kRows; ++q) {
+      const float gi = g[q * s_row + i], dxh = w ? gi * w[i] : gi, xh = (x[q * s_row + i] - m[q]) * rs[q];
+      a1[q][0] += static_cast<double>(dxh);
+      a2[q][0] += static_cast<double>(dxh) * static_cast<double>(xh);
+    }
+  for (int q = 0; q < kRows; ++q) {
+    const float m1 = static_cast<float>(total(a1[q]) / double(c)), m2 = static_cast<float>(total(a2[q]) / double(c));
+    const float *gq = g + q * s_row, *xq = x + q * s_row;
+    float* dq = dx + q * s_row;
+    const float mq = m[q], rq = rs[q];
+    auto xhat = [&](int64_t j) { return (xq[j] - mq) * rq; };
+    auto dxhat = [&](int64_t j) { return w ? gq[j] * w[j] : gq[j]; };
+    if (gxhat) {
+      float* gx = gxhat + q * s_row;
+      for (int64_t j = 0; j < c; ++j) {
+        const float xh = xhat(j);
+        dq[j] = rq * (dxhat(j) - m1 - xh * m2);
+        gx[j] = gq[j] * xh;
+      }
+    } else {
+      for (int64_t j = 0; j < c; ++j) dq[j] = rq * (dxhat(j) - m1 - xhat(j) * m2);
+    }
+  }
+}
+
 }  // namespace
 
 LayerNormOut layer_norm(const Array& x, const Array& weight, const Array& bias, double eps) {
@@ -687,11 +748,27 @@ LayerNormGrads layer_norm_backward(const Array& grad, const Array& x, const Arra
     const int64_t sg = grad.strides()[nd - 1], sx = x.strides()[nd - 1];
     const bool unit = sg == 1 && sx == 1 && (!wp || sw == 1);
     const Strides& ost = out.dx.strides();  // gxhat has the same (contiguous) strides
-    detail::for_each_row<5>(
-        x.shape(), nd - 1, {&grad.strides(), &x.strides(), &mst, &rst, &ost}, [&](const std::array<int64_t, 5>& off) {
-          auto row = unit ? layer_norm_backward_row<true, T> : layer_norm_backward_row<false, T>;
-          row(gp + off[0], sg, xp + off[1], sx, wp, sw, mp[off[2]], rp[off[3]], c, dxp + off[4],
-              gxp ? gxp + off[4] : nullptr);
+    auto row = unit ? layer_norm_backward_row<true, T> : layer_norm_backward_row<false, T>;
+    detail::for_each_row_run<5>(
+        x.shape(), nd - 1, {&grad.strides(), &x.strides(), &mst, &rst, &ost},
+        [&](std::array<int64_t, 5> off, int64_t n, const std::array<int64_t, 5>& step) {
+          int64_t i = 0;
+          if constexpr (std::is_same_v<T, float>) {
+            // whole groups of R rows, when g, x and dx step by the same number of elements from row to row (as
+            // they do for contiguous rows) and mean and rstd alike
+            constexpr int R = 4;
+            if (unit && step[0] == step[1] && step[0] == step[4] && step[2] == step[3])
+              for (; i + R <= n; i += R) {
+                layer_norm_backward_rows<R>(gp + off[0], xp + off[1], wp, mp + off[2], rp + off[3], step[2],
+                                            step[0], c, dxp + off[4], gxp ? gxp + off[4] : nullptr);
+                for (size_t k = 0; k < 5; ++k) off[k] += R * step[k];
+              }
+          }
+          for (; i < n; ++i) {
+            row(gp + off[0], sg, xp + off[1], sx, wp, sw, mp[off[2]], rp[off[3]], c, dxp + off[4],
+                gxp ? gxp + off[4] : nullptr);
+            for (size_t k = 0; k < 5; ++k) off[k] += step[k];
+          }
         });
     if (weight.defined()) out.dweight = sum_leading(gxhat);
     if (has_bias) out.dbias = sum_leading(grad);

@@ -423,7 +423,7 @@ TEST_CASE("layer_norm and its backward: the float kernels for contiguous rows ag
 // run one at a time: every row must come out with the bits it gets alone (a one-row array takes the one-row
 // kernel), whatever its place in the group. 11 rows: two groups of four and three single rows; a constant row and a
 // row far from zero among them.
-TEST_CASE("layer_norm: rows normalised side by side get the bits each gets alone", "[ops]") {
+TEST_CASE("layer_norm and its backward: rows normalised side by side get the bits each gets alone", "[ops]") {
   Generator gen(36);
   for (int64_t c : {64, 67, 5}) {
     Array x = add(Array::normal({11, c}, gen, 0.0, 2.0), Array::scalar(1.5));
@@ -437,6 +437,26 @@ TEST_CASE("layer_norm: rows normalised side by side get the bits each gets alone
       CHECK(all.y.select(0, r).to_vector() == one.y.reshape({c}).to_vector());
       CHECK(all.mean.at({r}) == one.mean.at({0}));
       CHECK(all.rstd.at({r}) == one.rstd.at({0}));
+    }
+    // The backward, also four rows at a time (layer_norm_backward_rows): each row's dx as alone, and dweight the
+    // rows' g * xhat (a one-row dweight) summed in row order in double.
+    const Array g = Array::normal({11, c}, gen);
+    for (const Array& wt : {w, Array()}) {
+      const LayerNormGrads grads = layer_norm_backward(g, x, all.mean, all.rstd, wt, true);
+      std::vector<double> dw(size_t(c), 0.0);
+      for (int64_t r = 0; r < 11; ++r) {
+        INFO("backward, c " << c << ", row " << r << (wt.defined() ? "" : ", no weight"));
+        const LayerNormGrads one = layer_norm_backward(g.select(0, r).reshape({1, c}), x.select(0, r).reshape({1, c}),
+                                                       all.mean.narrow(0, r, 1), all.rstd.narrow(0, r, 1), wt, true);
+        CHECK(grads.dx.select(0, r).to_vector() == one.dx.reshape({c}).to_vector());
+        if (wt.defined())
+          for (int64_t j = 0; j < c; ++j) dw[size_t(j)] += one.dweight.at({j});
+      }
+      if (wt.defined()) {
+        std::vector<double> want;
+        for (double v : dw) want.push_back(static_cast<float>(v));
+        CHECK(grads.dweight.to_vector() == want);
+      }
     }
   }
 }
