@@ -306,8 +306,8 @@ void micro_kernel(int64_t kc, const T* __restrict a, int64_t lda, const T* __res
     if constexpr (Mode == kRows) {
       // A is read in place, MR rows side by side: software-prefetch one line per k, cycling over 16 rows, a fixed
       // distance ahead; past the end of the rows it continues with the next sliver's rows (the next call's A).
-      // Not for rows of at most 32 values (a head's q in attention scores): they are two lines, and the
-      // prefetch's address arithmetic was ~15 % of such a product (16 x 32 @ 32 x 16: 66 -> 57 us for 256).
+      // Not for a pass over at most 32 values of K (a head's q in attention scores: two lines of floats), where
+      // the prefetch's address arithmetic was ~15 % of the product (16 x 32 @ 32 x 16: 66 -> 57 us for 256).
       constexpr int64_t D = 128 / sizeof(T) * 4;  // 8 lines ahead
       const int64_t r = k & 15, kk = k + D;
       if (kc > 32) __builtin_prefetch(kk < kc ? a0 + r * lda + kk : a0 + (r + MR) * lda + (kk - kc), 0, 3);

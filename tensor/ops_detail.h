@@ -134,6 +134,14 @@ inline Strides row_output_strides(const Shape& shape, int64_t dim) {
   return st;
 }
 
+// Column sums over rows (bias gradients) keep this many double sums in registers through the rows: 8 vectors with
+// AVX-512 (64), 8 of AVX2's 16 (32), so that enough adds are independent to hide their latency.
+#if defined(__AVX512F__)
+constexpr int64_t kColumnsInRegisters = 64;
+#else
+constexpr int64_t kColumnsInRegisters = 32;
+#endif
+
 // Sum of n elements p[0], p[s], ... in double with 8 independent partial sums (fast, and far more accurate than
 // one running float sum).
 template <class T>

@@ -254,8 +254,8 @@ void scaled_causal_softmax_rows(const T* x, T* y, const int64_t* n, int k, int64
 // ~23 ns a row, now ~15. The same operations on each value in the same order (the same bits): the product with
 // scale, the maximum (a tree; any order gives the same maximum), fastmath::exp (the same inline function, here
 // vectorised over the rows), the sum in double with sum_run's 8 partial sums (lane l plus lane l + 8, then the
-// same tree), 1 / sum, the products. Returns false, having written nothing, when a row holds a NaN or an inf: the
-// generic code then takes the group (and gives softmax's NaN rows).
+// same tree), 1 / sum, the products. Returns false, having written nothing, when a row, once scaled, holds a NaN or
+// an inf: the generic code then takes the group (and gives softmax's NaN rows).
 bool softmax_rows16(const float* x, float* y, int k, float scale) {
   typedef float F16 __attribute__((vector_size(64)));
   typedef float F8 __attribute__((vector_size(32)));
