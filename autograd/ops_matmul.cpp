@@ -55,11 +55,11 @@ struct LinearBackward : Node {
     const Shape& xs = input_shapes[0];
     const int64_t rows = shape_numel(Shape(xs.begin(), xs.end() - 1));  // every dim but the last (may be 0)
     const Array g2 = g.reshape({rows, out_features});                                  // (rows, out)
-    Array gx, gw, gb;
-    if (needs_grad(0)) gx = matmul(g2, w).reshape(xs);                                  // g @ w: (rows, in)
-    if (needs_grad(1)) gw = matmul(g2.mT(), x.reshape({rows, in_features}));           // g^T @ x: (out, in)
-    if (needs_grad(2)) gb = sum(g2, {0});                                              // sum over rows: (out)
-    return {gx, gw, gb};
+    // g @ w: (rows, in);  g^T @ x: (out, in);  g summed over rows: (out). Three products (tensor/ops.h), on one
+    // thread in blocks of rows.
+    const LinearGrads d = linear_backward(g2, needs_grad(1) ? x.reshape({rows, in_features}) : Array(), w, Array(),
+                                          needs_grad(0), needs_grad(1), needs_grad(2));
+    return {needs_grad(0) ? d.dx.reshape(xs) : Array(), d.dw, d.db};
   }
   void release_saved() override { x = w = Array(); }
 };
@@ -100,20 +100,24 @@ struct GeluLinearBackward : Node {
     const int64_t rows = shape_numel(Shape(hs.begin(), hs.end() - 1));
     const Array g2 = g.reshape({rows, out_features});
     Array act = this->act, gh, gw, gb;
-    if (needs_grad(0) && slope.defined()) {
-      gh = matmul_scaled(g2, w, slope.reshape({rows, in_features})).reshape(hs);  // d gelu(h) * gelu'(h), one pass
-    } else if (needs_grad(0)) {
-      gh = matmul(g2, w).reshape(hs);  // d gelu(h), made into dh in place with gelu(h) made again
-      if (last_run && h.storage().use_count() == 1) {
-        // h is this node's alone and is released after this call: gelu(h) overwrites it rather than taking a
-        // buffer of its own, which would add h's size to backward's peak (8 MB a block for `small`)
-        gelu_and_backward_inplace_(h, gh);
-        act = h;
-      } else {
-        act = gelu_and_backward_(h, gh);
-      }
-    } else if (needs_grad(1) && !act.defined()) {
-      act = gelu(h);
+    if (slope.defined() || !needs_grad(0)) {
+      // gelu(h) and its slope kept (or no dh wanted): the three products of linear_backward, dh = (dy @ w) *
+      // gelu'(h) multiplied as it is stored (on one thread in blocks of rows, as LinearBackward)
+      if (needs_grad(1) && !act.defined()) act = gelu(h);
+      const LinearGrads d = linear_backward(g2, needs_grad(1) ? act.reshape({rows, in_features}) : Array(), w,
+                                            slope.defined() ? slope.reshape({rows, in_features}) : Array(),
+                                            needs_grad(0), needs_grad(1), needs_grad(2));
+      return {needs_grad(0) ? d.dx.reshape(hs) : Array(), d.dw, d.db};
+    }
+    // h kept instead (a large h) and dh wanted: d gelu(h), made into dh in place with gelu(h) made again
+    gh = matmul(g2, w).reshape(hs);
+    if (last_run && h.storage().use_count() == 1) {
+      // h is this node's alone and is released after this call: gelu(h) overwrites it rather than taking a
+      // buffer of its own, which would add h's size to backward's peak (8 MB a block for `small`)
+      gelu_and_backward_inplace_(h, gh);
+      act = h;
+    } else {
+      act = gelu_and_backward_(h, gh);
     }
     if (needs_grad(1)) gw = matmul(g2.mT(), act.reshape({rows, in_features}));
     if (needs_grad(2)) gb = sum(g2, {0});

@@ -237,6 +237,8 @@ constexpr int kMRf = 6, kNVf = 4, kKCf = 256, kMCf = 6 * 16, kNCf = 4096;
 constexpr int kMRd = 6, kNVd = 4, kKCd = 192, kMCd = 6 * 16, kNCd = 2048;
 #endif
 
+static_assert(kKCf == kGemmKBlock, "tensor/gemm.h promises float products blocked by kGemmKBlock along K");
+
 // Block sizes per element type (see the comment at the top). MC is a multiple of MR.
 template <class T> struct Cfg;
 template <> struct Cfg<float> {

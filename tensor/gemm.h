@@ -44,6 +44,9 @@ void gemm(int64_t M, int64_t N, int64_t K,
           double* C, int64_t ldc, bool accumulate, const double* bias = nullptr,
           const double* scale = nullptr, int64_t lds = 0);
 
+// A float product is summed over K in blocks of this many, each block's sum added to C in order (so a product cut
+// along K at multiples of it, accumulating into C, gives the same bits as the whole product).
+constexpr int64_t kGemmKBlock = 256;
 // Batched: for b in [0,batch): C + c_off[b] = A + a_off[b] @ B + b_off[b], same M,N,K and strides for all.
 // Offsets are in elements. Offsets may repeat for A or B (batch broadcasting), never for C.
 void gemm_batched(int64_t batch, const int64_t* a_off, const int64_t* b_off, const int64_t* c_off,

@@ -110,6 +110,17 @@ Array matmul_scaled(const Array& a, const Array& b, const Array& scale);
 // (..., out). The bias is written into the output first and the product is accumulated onto it, so there is no
 // separate pass to add it. "linear: input (4,3) does not end in the weight's 5 inputs (weight (2,5))"
 Array linear(const Array& x, const Array& w, const Array& b);
+// The gradients of linear for g = dL/dy, with x as (rows, in) and g as (rows, out), each when asked for:
+//   dx = g @ w  (times `scale`, an array of x's shape, when defined: through a GELU, dh = (dy @ w) * gelu'(h))
+//   dw = g^T @ x          db = g summed over the rows
+// The same bits as matmul (or matmul_scaled), matmul and sum. On one thread, with float rows (512 or more), it runs
+// in blocks of 256 rows (the GEMM's block along K, kGemmKBlock in tensor/gemm.h), each block's three products while
+// its rows of g and x are in cache. "linear_backward: g (4,3) and x (5,2) do not have the same rows"
+struct LinearGrads {
+  Array dx, dw, db;  // undefined when not asked for
+};
+LinearGrads linear_backward(const Array& g, const Array& x, const Array& w, const Array& scale, bool want_dx,
+                            bool want_dw, bool want_db);
 
 // ---- softmax family, along `dim`, numerically stable (max subtracted) ----
 // A row whose entries are all -inf (a fully masked attention row) is defined here as softmax = all zeros (no

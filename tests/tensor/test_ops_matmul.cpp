@@ -179,6 +179,51 @@ TEST_CASE("matmul_scaled: (a @ b) * scale in the GEMM's store, matmul then mul's
   CHECK_THROWS_WITH(matmul_scaled(a.unsqueeze(0), b, Array::ones({4, 5})), Catch::Contains("expected two matrices"));
 }
 
+// linear_backward on one thread runs float rows in blocks of 256 (tensor/ops_matmul.cpp): every gradient must be the
+// bits of the three ops it stands for, on one thread (blocks) and two (the ops themselves): rows from one block and
+// a rest (512, 700, 1000) to 2048, 769 (whose last block must not be a single row), dx's K over one GEMM block
+// (out 300), columns off the vector width (70), a transposed weight, with and without a scale, any subset.
+TEST_CASE("linear_backward: blocks of rows give the bits of matmul, matmul_scaled and sum", "[ops][matmul]") {
+  Generator gen(85);
+  struct Case { int64_t rows, in, out; };
+  for (const Case& c : std::vector<Case>{{512, 64, 64}, {700, 64, 256}, {769, 64, 64}, {1000, 70, 300}, {2048, 256, 64},
+                                          {100, 8, 8}}) {
+    const Array g = Array::normal({c.rows, c.out}, gen), x = Array::normal({c.rows, c.in}, gen);
+    const Array w = Array::normal({c.out, c.in}, gen), wt = Array::normal({c.in, c.out}, gen).mT();
+    const Array s = Array::normal({c.rows, c.in}, gen);
+    for (int threads : {1, 2}) {
+      testing::ThreadCount tc(threads);
+      for (const Array& wu : {w, wt})
+        for (const Array& sc : {Array(), s}) {
+          INFO("rows " << c.rows << " in " << c.in << " out " << c.out << ", " << threads << " thread(s)"
+                       << (wu.is_contiguous() ? "" : ", transposed w") << (sc.defined() ? ", scaled" : ""));
+          const LinearGrads d = linear_backward(g, x, wu, sc, true, true, true);
+          CHECK(d.dx.to_vector() == (sc.defined() ? mul(matmul(g, wu), sc) : matmul(g, wu)).to_vector());
+          CHECK(d.dw.to_vector() == matmul(g.mT(), x).to_vector());
+          CHECK(d.db.to_vector() == sum(g, {0}).to_vector());
+        }
+      // one gradient alone, the operands it does not need left undefined
+      const LinearGrads only_dx = linear_backward(g, Array(), w, Array(), true, false, false);
+      CHECK(only_dx.dx.to_vector() == matmul(g, w).to_vector());
+      CHECK((!only_dx.dw.defined() && !only_dx.db.defined()));
+      const LinearGrads only_dw = linear_backward(g, x, Array(), Array(), false, true, false);
+      CHECK(only_dw.dw.to_vector() == matmul(g.mT(), x).to_vector());
+      CHECK(linear_backward(g, Array(), Array(), Array(), false, false, true).db.to_vector() ==
+            sum(g, {0}).to_vector());
+    }
+  }
+  const Array g = Array::zeros({4, 3}), x = Array::zeros({4, 5}), w = Array::zeros({3, 5});
+  CHECK_THROWS_WITH(linear_backward(g, Array::zeros({6, 5}), w, Array(), true, true, true),
+                    "linear_backward: g (4,3) and x (6,5) do not have the same rows");
+  CHECK_THROWS_WITH(linear_backward(g, x, Array::zeros({2, 5}), Array(), true, true, true),
+                    "linear_backward: w (2,5) is not (out, in) for g (4,3)");
+  CHECK_THROWS_WITH(linear_backward(g, x, Array::zeros({3, 4}), Array(), true, true, true),
+                    "linear_backward: x (4,5) and w (3,4) differ in inputs");
+  CHECK_THROWS_WITH(linear_backward(g, x, w, Array::zeros({4, 4}), true, true, true),
+                    "linear_backward: the scale (4,4) is not dx's (4,5)");
+  CHECK_THROWS_WITH(linear_backward(g, Array(), w, Array(), true, true, true), Catch::Contains("linear_backward"));
+}
+
 TEST_CASE("linear: x @ w^T + b in one pass equals matmul then add", "[ops][matmul]") {
   Generator g(21);
   for (DType dt : {DType::F32, DType::F64}) {
