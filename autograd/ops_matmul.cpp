@@ -55,8 +55,8 @@ struct LinearBackward : Node {
     const Shape& xs = input_shapes[0];
     const int64_t rows = shape_numel(Shape(xs.begin(), xs.end() - 1));  // every dim but the last (may be 0)
     const Array g2 = g.reshape({rows, out_features});                                  // (rows, out)
-    // g @ w: (rows, in);  g^T @ x: (out, in);  g summed over rows: (out). Three products (tensor/ops.h), on one
-    // thread in blocks of rows.
+    // g @ w: (rows, in);  g^T @ x: (out, in);  g summed over rows: (out). Three products (tensor/ops.h), in
+    // blocks of rows.
     const LinearGrads d = linear_backward(g2, needs_grad(1) ? x.reshape({rows, in_features}) : Array(), w, Array(),
                                           needs_grad(0), needs_grad(1), needs_grad(2));
     return {needs_grad(0) ? d.dx.reshape(xs) : Array(), d.dw, d.db};
@@ -102,7 +102,7 @@ struct GeluLinearBackward : Node {
     Array act = this->act, gh, gw, gb;
     if (slope.defined() || !needs_grad(0)) {
       // gelu(h) and its slope kept (or no dh wanted): the three products of linear_backward, dh = (dy @ w) *
-      // gelu'(h) multiplied as it is stored (on one thread in blocks of rows, as LinearBackward)
+      // gelu'(h) multiplied as it is stored (in blocks of rows, as LinearBackward)
       if (needs_grad(1) && !act.defined()) act = gelu(h);
       const LinearGrads d = linear_backward(g2, needs_grad(1) ? act.reshape({rows, in_features}) : Array(), w,
                                             slope.defined() ? slope.reshape({rows, in_features}) : Array(),

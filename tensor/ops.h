@@ -113,9 +113,10 @@ Array linear(const Array& x, const Array& w, const Array& b);
 // The gradients of linear for g = dL/dy, with x as (rows, in) and g as (rows, out), each when asked for:
 //   dx = g @ w  (times `scale`, an array of x's shape, when defined: through a GELU, dh = (dy @ w) * gelu'(h))
 //   dw = g^T @ x          db = g summed over the rows
-// The same bits as matmul (or matmul_scaled), matmul and sum. On one thread, with float rows (512 or more), it runs
-// in blocks of 256 rows (the GEMM's block along K, kGemmKBlock in tensor/gemm.h), each block's three products while
-// its rows of g and x are in cache. "linear_backward: g (4,3) and x (5,2) do not have the same rows"
+// The same bits as matmul (or matmul_scaled), matmul and sum. Float rows (512 or more) run in blocks of 256 rows
+// (the GEMM's block along K, kGemmKBlock in tensor/gemm.h), each block's three products while its rows of g and x
+// are in cache, every thread taking its share of each block in one parallel region.
+// "linear_backward: g (4,3) and x (6,5) do not have the same rows"
 struct LinearGrads {
   Array dx, dw, db;  // undefined when not asked for
 };

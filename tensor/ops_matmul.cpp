@@ -17,6 +17,10 @@
 #include "tensor/ops_detail.h"
 #include "tensor/parallel.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace qkvlab {
 
 namespace {
@@ -176,20 +180,20 @@ Array linear(const Array& x_in, const Array& w, const Array& b) {
 }
 
 namespace {
-// col[c] += g[i][c] for the rows i in [r0, r1) in order, in double (each column's sum as sum() takes it), with
-// detail::kColumnsInRegisters columns at a time kept in registers through the rows.
-void add_rows(const float* g, int64_t cols, int64_t r0, int64_t r1, double* col) {
+// col[c] += g[i * ld + c] for the rows i in [r0, r1) in order and the columns c in [0, cols), in double (each
+// column's sum as sum() takes it), with detail::kColumnsInRegisters columns at a time kept in registers.
+void add_rows(const float* g, int64_t ld, int64_t cols, int64_t r0, int64_t r1, double* col) {
   constexpr int64_t kW = detail::kColumnsInRegisters;
   int64_t c0 = 0;
   for (; c0 + kW <= cols; c0 += kW) {
     double s[kW];
     for (int64_t c = 0; c < kW; ++c) s[c] = col[c0 + c];
     for (int64_t i = r0; i < r1; ++i)
-      for (int64_t c = 0; c < kW; ++c) s[c] += static_cast<double>(g[i * cols + c0 + c]);
+      for (int64_t c = 0; c < kW; ++c) s[c] += static_cast<double>(g[i * ld + c0 + c]);
     for (int64_t c = 0; c < kW; ++c) col[c0 + c] = s[c];
   }
   for (int64_t i = r0; i < r1; ++i)
-    for (int64_t c = c0; c < cols; ++c) col[c] += static_cast<double>(g[i * cols + c]);
+    for (int64_t c = c0; c < cols; ++c) col[c] += static_cast<double>(g[i * ld + c]);
 }
 }  // namespace
 
@@ -219,16 +223,20 @@ LinearGrads linear_backward(const Array& g, const Array& x, const Array& w, cons
     check(scale.shape() == Shape{rows, in}, op, ": the scale ", scale.shape(), " is not dx's (", rows, ",", in, ")");
   }
   LinearGrads r;
-  // On one thread, 256 rows at a time: the block's rows of g are read by all three products (and x's by dw) while
-  // they are in L2, instead of three passes over all of g from L3. The same bits: rows of dx do not depend on each
-  // other; dw's sum over rows is cut where the GEMM cuts it anyway (kGemmKBlock), each block added onto the ones
-  // before in order; db sums each column over the rows in order in double, as sum() does. The last block takes the
-  // rest (256 to 511 rows), so none is a single row, which the GEMM would sum in another order. (The demo's
-  // configuration, at one thread: the (2048, 64) -> 64 layer's backward 206 -> 192 us, -> 256 786 -> 710 us.) On
-  // two threads each block's products would fork and join on their own, which measured up to 20 % slower.
-  const bool blocked = g.dtype() == DType::F32 && num_threads() == 1 && rows >= 2 * kGemmKBlock &&
-                       g.is_contiguous() && (!want_dw || x.is_contiguous()) &&
-                       (!want_dx || !scale.defined() || scale.is_contiguous());
+  // In blocks of 256 rows: the block's rows of g are read by all three products (and x's by dw) while they are in
+  // L2, instead of three passes over all of g from L3. With several threads, one parallel region for the whole
+  // backward: in every block each thread takes its share of dx's rows, of dw's columns and of db's columns (each
+  // thread owns its part of dw and db throughout, so the threads never wait for each other until the end). The
+  // same bits as the three ops: rows of dx do not depend on each other; dw's sum over rows is cut where the GEMM
+  // cuts it anyway (kGemmKBlock), each block added onto the ones before in order; db sums each column over the
+  // rows in order in double, as sum() does. The last block takes the rest (256 to 511 rows), so that no share of
+  // it is a single row, which the GEMM would sum in another order. (The demo's configuration, one thread: the
+  // (2048, 64) -> 64 layer's backward 206 -> 192 us, -> 256 786 -> 710 us; on two threads, `tiny`'s and `small`'s
+  // layers 0-9 % faster than the three ops, each of which forks and joins on its own.) At most 4 threads: beyond
+  // that each one's share of a block (64 rows, a quarter of dw's columns) gets too thin for the GEMM.
+  const int nt = std::min<int>(num_threads(), 4);
+  const bool blocked = g.dtype() == DType::F32 && rows >= 2 * kGemmKBlock && g.is_contiguous() &&
+                       (!want_dw || x.is_contiguous()) && (!want_dx || !scale.defined() || scale.is_contiguous());
   if (!blocked) {
     if (want_dx) r.dx = scale.defined() ? matmul_scaled(g, w, scale) : matmul(g, w);
     if (want_dw) r.dw = matmul(g.mT(), x);
@@ -241,17 +249,34 @@ LinearGrads linear_backward(const Array& g, const Array& x, const Array& w, cons
   const float* S = want_dx && scale.defined() ? scale.data<float>() : nullptr;
   if (want_dx) r.dx = Array::empty({rows, in}, DType::F32);
   if (want_dw) r.dw = Array::empty({out, in}, DType::F32);
+  float* DX = want_dx ? r.dx.data<float>() : nullptr;
+  float* DW = want_dw ? r.dw.data<float>() : nullptr;
   std::vector<double> col(want_db ? size_t(out) : 0, 0.0);
-  for (int64_t r0 = 0, r1; r0 < rows; r0 = r1) {
-    r1 = rows - r0 < 2 * kGemmKBlock ? rows : r0 + kGemmKBlock;
-    const int64_t m = r1 - r0;
-    if (want_dx)  // g @ w, as matmul (and matmul_scaled) call the GEMM
-      gemm(m, in, out, G + r0 * out, out, 1, W, w.strides()[0], w.strides()[1], r.dx.data<float>() + r0 * in, in,
-           false, nullptr, S ? S + r0 * in : nullptr, in);
-    if (want_dw)  // g^T @ x over this block's rows, added onto the blocks before
-      gemm(out, in, m, G + r0 * out, 1, out, X + r0 * in, in, 1, r.dw.data<float>(), in, r0 > 0);
-    if (want_db) add_rows(G, out, r0, r1, col.data());
+  auto share = [](int64_t n, int t, int nt) { return std::pair<int64_t, int64_t>{n * t / nt, n * (t + 1) / nt}; };
+  auto run = [&](int t, int nt) {  // thread t of nt; the GEMMs inside run on this thread alone
+    const auto [i0, i1] = share(in, t, nt);   // dw's columns
+    const auto [o0, o1] = share(out, t, nt);  // db's columns
+    for (int64_t r0 = 0, r1; r0 < rows; r0 = r1) {
+      r1 = rows - r0 < 2 * kGemmKBlock ? rows : r0 + kGemmKBlock;
+      const auto [a, b] = share(r1 - r0, t, nt);  // dx's rows of this block: [r0 + a, r0 + b)
+      if (want_dx && b > a)  // g @ w, as matmul (and matmul_scaled) call the GEMM
+        gemm(b - a, in, out, G + (r0 + a) * out, out, 1, W, w.strides()[0], w.strides()[1], DX + (r0 + a) * in, in,
+             false, nullptr, S ? S + (r0 + a) * in : nullptr, in);
+      if (want_dw && i1 > i0)  // g^T @ x over this block's rows, added onto the blocks before
+        gemm(out, i1 - i0, r1 - r0, G + r0 * out, 1, out, X + r0 * in + i0, in, 1, DW + i0, in, r0 > 0);
+      if (want_db && o1 > o0) add_rows(G + o0, out, o1 - o0, r0, r1, col.data() + o0);
+    }
+  };
+#ifdef _OPENMP
+  if (nt > 1 && !omp_in_parallel()) {
+#pragma omp parallel num_threads(nt)
+    run(omp_get_thread_num(), omp_get_num_threads());
+  } else {
+    run(0, 1);
   }
+#else
+  run(0, 1);
+#endif
   if (want_db) {
     r.db = Array::empty({out}, DType::F32);
     float* db = r.db.data<float>();

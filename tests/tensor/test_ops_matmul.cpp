@@ -179,8 +179,8 @@ TEST_CASE("matmul_scaled: (a @ b) * scale in the GEMM's store, matmul then mul's
   CHECK_THROWS_WITH(matmul_scaled(a.unsqueeze(0), b, Array::ones({4, 5})), Catch::Contains("expected two matrices"));
 }
 
-// linear_backward on one thread runs float rows in blocks of 256 (tensor/ops_matmul.cpp): every gradient must be the
-// bits of the three ops it stands for, on one thread (blocks) and two (the ops themselves): rows from one block and
+// linear_backward runs float rows in blocks of 256, each thread taking its share of every block (tensor/ops_matmul.cpp):
+// every gradient must be the bits of the three ops it stands for, on 1, 2 and 3 threads: rows from one block and
 // a rest (512, 700, 1000) to 2048, 769 (whose last block must not be a single row), dx's K over one GEMM block
 // (out 300), columns off the vector width (70), a transposed weight, with and without a scale, any subset.
 TEST_CASE("linear_backward: blocks of rows give the bits of matmul, matmul_scaled and sum", "[ops][matmul]") {
@@ -191,7 +191,7 @@ TEST_CASE("linear_backward: blocks of rows give the bits of matmul, matmul_scale
     const Array g = Array::normal({c.rows, c.out}, gen), x = Array::normal({c.rows, c.in}, gen);
     const Array w = Array::normal({c.out, c.in}, gen), wt = Array::normal({c.in, c.out}, gen).mT();
     const Array s = Array::normal({c.rows, c.in}, gen);
-    for (int threads : {1, 2}) {
+    for (int threads : {1, 2, 3}) {
       testing::ThreadCount tc(threads);
       for (const Array& wu : {w, wt})
         for (const Array& sc : {Array(), s}) {
