@@ -99,7 +99,7 @@ struct GeluLinearBackward : Node {
     const Shape& hs = input_shapes[0];
     const int64_t rows = shape_numel(Shape(hs.begin(), hs.end() - 1));
     const Array g2 = g.reshape({rows, out_features});
-    Array act = this->act, gh, gw, gb;
+    Array act = this->act, gh;
     if (slope.defined() || !needs_grad(0)) {
       // gelu(h) and its slope kept (or no dh wanted): the three products of linear_backward, dh = (dy @ w) *
       // gelu'(h) multiplied as it is stored (in blocks of rows, as LinearBackward)
@@ -119,9 +119,9 @@ struct GeluLinearBackward : Node {
     } else {
       act = gelu_and_backward_(h, gh);
     }
-    if (needs_grad(1)) gw = matmul(g2.mT(), act.reshape({rows, in_features}));
-    if (needs_grad(2)) gb = sum(g2, {0});
-    return {gh, gw, gb};
+    const LinearGrads d = linear_backward(g2, needs_grad(1) ? act.reshape({rows, in_features}) : Array(), Array(),
+                                          Array(), false, needs_grad(1), needs_grad(2));
+    return {gh, d.dw, d.db};
   }
   void release_saved() override { h = w = act = slope = Array(); }
 };

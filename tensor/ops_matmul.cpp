@@ -179,24 +179,6 @@ Array linear(const Array& x_in, const Array& w, const Array& b) {
   });
 }
 
-namespace {
-// col[c] += g[i * ld + c] for the rows i in [r0, r1) in order and the columns c in [0, cols), in double (each
-// column's sum as sum() takes it), with detail::kColumnsInRegisters columns at a time kept in registers.
-void add_rows(const float* g, int64_t ld, int64_t cols, int64_t r0, int64_t r1, double* col) {
-  constexpr int64_t kW = detail::kColumnsInRegisters;
-  int64_t c0 = 0;
-  for (; c0 + kW <= cols; c0 += kW) {
-    double s[kW];
-    for (int64_t c = 0; c < kW; ++c) s[c] = col[c0 + c];
-    for (int64_t i = r0; i < r1; ++i)
-      for (int64_t c = 0; c < kW; ++c) s[c] += static_cast<double>(g[i * ld + c0 + c]);
-    for (int64_t c = 0; c < kW; ++c) col[c0 + c] = s[c];
-  }
-  for (int64_t i = r0; i < r1; ++i)
-    for (int64_t c = c0; c < cols; ++c) col[c] += static_cast<double>(g[i * ld + c]);
-}
-}  // namespace
-
 LinearGrads linear_backward(const Array& g, const Array& x, const Array& w, const Array& scale, bool want_dx,
                             bool want_dw, bool want_db) {
   const char* op = "linear_backward";
@@ -264,7 +246,7 @@ LinearGrads linear_backward(const Array& g, const Array& x, const Array& w, cons
              false, nullptr, S ? S + (r0 + a) * in : nullptr, in);
       if (want_dw && i1 > i0)  // g^T @ x over this block's rows, added onto the blocks before
         gemm(out, i1 - i0, r1 - r0, G + r0 * out, 1, out, X + r0 * in + i0, in, 1, DW + i0, in, r0 > 0);
-      if (want_db && o1 > o0) add_rows(G + o0, out, o1 - o0, r0, r1, col.data() + o0);
+      if (want_db && o1 > o0) detail::add_rows(G + o0, out, o1 - o0, r0, r1, col.data() + o0);
     }
   };
 #ifdef _OPENMP

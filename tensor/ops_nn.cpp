@@ -589,15 +589,15 @@ void layer_norm_rows(const float* x, int64_t sx_row, float* y, int64_t sy_row, c
 // One row of the backward: dxhat = g * w;  dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), and
 // gxhat = g * xhat (summed over rows for dweight) when asked for. Strides as in layer_norm_row; dx and gxhat are
 // contiguous.
+// dx (and gxhat) of one row from its two row sums s1 = sum dxhat, s2 = sum dxhat * xhat: the last step of
+// layer_norm_backward_row and layer_norm_backward_rows.
 template <bool kUnit, class T>
-void layer_norm_backward_row(const T* g, int64_t sg, const T* x, int64_t sx, const T* w, int64_t sw, T mu, T r,
-                             int64_t c, T* dx, T* gxhat) {
+[[gnu::always_inline]] inline void layer_norm_backward_store(const T* g, int64_t sg, const T* x, int64_t sx,
+                                                             const T* w, int64_t sw, T mu, T r, int64_t c, double s1,
+                                                             double s2, T* dx, T* gxhat) {
   if constexpr (kUnit) sg = sx = sw = 1;
   auto xhat = [&](int64_t i) { return (x[i * sx] - mu) * r; };
   auto dxhat = [&](int64_t i) { return w ? g[i * sg] * w[i * sw] : g[i * sg]; };
-  const auto [s1, s2] = row_sums<T>(
-      c, [&](int64_t i) { return static_cast<double>(dxhat(i)); },
-      [&](int64_t i) { return static_cast<double>(dxhat(i)) * static_cast<double>(xhat(i)); });
   const T m1 = static_cast<T>(s1 / double(c)), m2 = static_cast<T>(s2 / double(c));
   if (gxhat) {
     for (int64_t i = 0; i < c; ++i) {
@@ -610,10 +610,22 @@ void layer_norm_backward_row(const T* g, int64_t sg, const T* x, int64_t sx, con
   }
 }
 
+template <bool kUnit, class T>
+void layer_norm_backward_row(const T* g, int64_t sg, const T* x, int64_t sx, const T* w, int64_t sw, T mu, T r,
+                             int64_t c, T* dx, T* gxhat) {
+  if constexpr (kUnit) sg = sx = sw = 1;
+  auto xhat = [&](int64_t i) { return (x[i * sx] - mu) * r; };
+  auto dxhat = [&](int64_t i) { return w ? g[i * sg] * w[i * sw] : g[i * sg]; };
+  const auto [s1, s2] = row_sums<T>(
+      c, [&](int64_t i) { return static_cast<double>(dxhat(i)); },
+      [&](int64_t i) { return static_cast<double>(dxhat(i)) * static_cast<double>(xhat(i)); });
+  layer_norm_backward_store<kUnit>(g, sg, x, sx, w, sw, mu, r, c, s1, s2, dx, gxhat);
+}
+
 // kRows float rows of layer_norm_backward_row<true> side by side, as layer_norm_rows does for the forward: the
 // two row sums of each row in 8 lanes of doubles (the same partial sums, added in the same order), the rows'
-// chains of dependent adds overlapped; then each row's dx and gxhat by the same loop as one row alone (the same
-// bits: tests/tensor/test_ops_nn.cpp). Row q's values at offset q * s_row in g, x, dx, gxhat; its mean and rstd
+// chains of dependent adds overlapped; then each row's dx and gxhat by layer_norm_backward_store, as one row alone
+// (the same bits: tests/tensor/test_ops_nn.cpp). Row q's values at offset q * s_row in g, x, dx, gxhat; its mean and rstd
 // at q * s_stat.
 template <int kRows>
 void layer_norm_backward_rows(const float* g, const float* x, const float* w, const float* mu, const float* r,
@@ -651,24 +663,9 @@ void layer_norm_backward_rows(const float* g, const float* x, const float* w, co
       a1[q][0] += static_cast<double>(dxh);
       a2[q][0] += static_cast<double>(dxh) * static_cast<double>(xh);
     }
-  for (int q = 0; q < kRows; ++q) {
-    const float m1 = static_cast<float>(total(a1[q]) / double(c)), m2 = static_cast<float>(total(a2[q]) / double(c));
-    const float *gq = g + q * s_row, *xq = x + q * s_row;
-    float* dq = dx + q * s_row;
-    const float mq = m[q], rq = rs[q];
-    auto xhat = [&](int64_t j) { return (xq[j] - mq) * rq; };
-    auto dxhat = [&](int64_t j) { return w ? gq[j] * w[j] : gq[j]; };
-    if (gxhat) {
-      float* gx = gxhat + q * s_row;
-      for (int64_t j = 0; j < c; ++j) {
-        const float xh = xhat(j);
-        dq[j] = rq * (dxhat(j) - m1 - xh * m2);
-        gx[j] = gq[j] * xh;
-      }
-    } else {
-      for (int64_t j = 0; j < c; ++j) dq[j] = rq * (dxhat(j) - m1 - xhat(j) * m2);
-    }
-  }
+  for (int q = 0; q < kRows; ++q)
+    layer_norm_backward_store<true>(g + q * s_row, 1, x + q * s_row, 1, w, 1, m[q], rs[q], c, total(a1[q]),
+                                    total(a2[q]), dx + q * s_row, gxhat ? gxhat + q * s_row : nullptr);
 }
 
 }  // namespace

@@ -9,7 +9,6 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
-#include <type_traits>
 
 #include "tensor/ops.h"
 #include "tensor/ops_detail.h"
@@ -64,30 +63,7 @@ void sum_into(const Array& a, const std::vector<bool>& mask, double* acc) {
       thread_local std::vector<double> own;
       if (blocks > 1) own.assign(acc + c0, acc + c1);
       double* __restrict q = blocks > 1 ? own.data() : acc + c0;
-      // detail::kColumnsInRegisters columns at a time (then 32) with their sums in registers through all the rows
-      // (enough independent adds to hide their latency); summed in memory, every row's add waited on the store of
-      // the row before. (2048, 64): 15 -> 12 us on one thread (now bound by the float -> double conversions),
-      // 10 -> 8 on two (a block of 32 columns each). The columns left over, fewer than 32, as before.
-      int64_t c = c0;
-      auto in_registers = [&](auto width) {
-        constexpr int64_t kW = decltype(width)::value;
-        for (; c + kW <= c1; c += kW) {
-          double sums[kW];
-          for (int64_t i = 0; i < kW; ++i) sums[i] = q[c - c0 + i];
-          for (int64_t r = 0; r < R; ++r) {
-            const T* __restrict p = x + r * C + c;
-            for (int64_t i = 0; i < kW; ++i) sums[i] += static_cast<double>(p[i]);
-          }
-          for (int64_t i = 0; i < kW; ++i) q[c - c0 + i] = sums[i];
-        }
-      };
-      in_registers(std::integral_constant<int64_t, detail::kColumnsInRegisters>());
-      if constexpr (detail::kColumnsInRegisters > 32)
-        in_registers(std::integral_constant<int64_t, 32>());  // a block of 32 (C = 64 on two threads)
-      for (int64_t r = 0; r < R; ++r) {
-        const T* __restrict p = x + r * C;
-        for (int64_t i = c; i < c1; ++i) q[i - c0] += static_cast<double>(p[i]);
-      }
+      detail::add_rows(x + c0, C, c1 - c0, 0, R, q);  // each column's rows in order
       if (blocks > 1) std::copy(own.begin(), own.end(), acc + c0);
     }
     return;
