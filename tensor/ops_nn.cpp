@@ -20,6 +20,9 @@
 #include "tensor/fastmath.h"
 #include "tensor/ops.h"
 #include "tensor/ops_detail.h"
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 namespace qkvlab {
 
@@ -503,7 +506,31 @@ inline double row_sum(int64_t n, Term term) {
   return row_sums<T>(n, term)[0];
 }
 
-// y = (x - mu) * r [* w] [+ b] over one row: the last step of layer_norm_row and layer_norm_rows.
+// The totals of four float rows' 8 partial sums side by side, [sum_partials(a0), ..., sum_partials(a3)] as one
+// vector: the same additions in the same order, the rows in the lanes (pairs within each row, then pairs of pairs,
+// then the two halves), so that the rows' divisions and square roots after them are vector instructions too.
+typedef double D4 __attribute__((vector_size(32)));
+[[gnu::always_inline]] inline D4 totals4(const detail::D8& a0, const detail::D8& a1, const detail::D8& a2,
+                                        const detail::D8& a3) {
+  using detail::D8;
+  const D8 x = __builtin_shufflevector(a0, a1, 0, 2, 4, 6, 8, 10, 12, 14) +
+               __builtin_shufflevector(a0, a1, 1, 3, 5, 7, 9, 11, 13, 15);  // a0's lane pairs, then a1's
+  const D8 y = __builtin_shufflevector(a2, a3, 0, 2, 4, 6, 8, 10, 12, 14) +
+               __builtin_shufflevector(a2, a3, 1, 3, 5, 7, 9, 11, 13, 15);
+  const D8 z = __builtin_shufflevector(x, y, 0, 2, 4, 6, 8, 10, 12, 14) +
+               __builtin_shufflevector(x, y, 1, 3, 5, 7, 9, 11, 13, 15);  // pairs of pairs, two a row
+  return __builtin_shufflevector(z, z, 0, 2, 4, 6) + __builtin_shufflevector(z, z, 1, 3, 5, 7);
+}
+[[gnu::always_inline]] inline D4 sqrt4(D4 v) {  // correctly rounded, as std::sqrt
+#if defined(__AVX__)
+  return reinterpret_cast<D4>(_mm256_sqrt_pd(reinterpret_cast<__m256d>(v)));
+#else
+  for (int l = 0; l < 4; ++l) v[l] = std::sqrt(v[l]);
+  return v;
+#endif
+}
+
+// y = (x - mu) * r [* w] [+ b] over one row: the last step of layer_norm_row and layer_norm_rows4.
 template <bool kUnit, class T>
 [[gnu::always_inline]] inline void layer_norm_store(const T* x, int64_t sx, T* y, const T* w, int64_t sw, const T* b,
                                                     int64_t sb, int64_t c, T mu, T r) {
@@ -538,67 +565,57 @@ void layer_norm_row(const T* x, int64_t sx, T* y, const T* w, int64_t sw, const 
   layer_norm_store<kUnit>(x, sx, y, w, sw, b, sb, c, static_cast<T>(mean), static_cast<T>(rstd));
 }
 
-// kRows float rows of layer_norm_row<true> side by side, the same operations on each row in the same order (the
+// Four float rows of layer_norm_row<true> side by side, the same operations on each row in the same order (the
 // same bits). One row is a chain of dependent steps (8 partial sums, their total, a division, again for the
-// variance, a square root and a division), ~130 cycles of latency for 64 values; rows interleaved overlap their
-// chains. Row q is at x + q * sx_row, y + q * sy_row, its mean and rstd at q * s_stat.
-template <int kRows>
-void layer_norm_rows(const float* x, int64_t sx_row, float* y, int64_t sy_row, const float* w, const float* b,
-                     int64_t c, double eps, float* mean_out, float* rstd_out, int64_t s_stat) {
-  // Lane j of a[q] is row q's partial sum j of row_sums (GCC/Clang vector types: one AVX-512 register, or two).
-  typedef double D8 __attribute__((vector_size(64)));
-  typedef float F8 __attribute__((vector_size(32)));
-  auto load8 = [](const float* p) {
-    F8 v;
-    std::memcpy(&v, p, sizeof v);
-    return __builtin_convertvector(v, D8);
-  };
-  auto total = [](const D8& v) {
-    const double p[8] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]};
-    return sum_partials(p);
-  };
-  double shift[kRows], mean[kRows];
-  D8 a[kRows];
-  for (int q = 0; q < kRows; ++q) shift[q] = static_cast<double>(x[q * sx_row]), a[q] = D8{};
+// variance, a square root and a division), ~130 cycles of latency for 64 values; four rows interleaved overlap
+// their chains, and their totals, divisions and square roots are one vector instruction for the four (totals4).
+// Row q is at x + q * sx_row, y + q * sy_row, its mean and rstd at q * s_stat.
+void layer_norm_rows4(const float* x, int64_t sx_row, float* y, int64_t sy_row, const float* w, const float* b,
+                      int64_t c, double eps, float* mean_out, float* rstd_out, int64_t s_stat) {
+  using detail::D8;
+  using detail::load_widen8;
+  // Lane j of a[q] is row q's partial sum j of row_sums.
+  D4 shift;
+  D8 a[4];
+  for (int q = 0; q < 4; ++q) shift[q] = static_cast<double>(x[q * sx_row]), a[q] = D8{};
   int64_t i = 0;
   for (; i + 8 <= c; i += 8)
-    for (int q = 0; q < kRows; ++q) a[q] += load8(x + q * sx_row + i) - shift[q];
+    for (int q = 0; q < 4; ++q) a[q] += load_widen8(x + q * sx_row + i) - shift[q];
   for (; i < c; ++i)
-    for (int q = 0; q < kRows; ++q) a[q][0] += static_cast<double>(x[q * sx_row + i]) - shift[q];
-  for (int q = 0; q < kRows; ++q) mean[q] = shift[q] + total(a[q]) / double(c), a[q] = D8{};
+    for (int q = 0; q < 4; ++q) a[q][0] += static_cast<double>(x[q * sx_row + i]) - shift[q];
+  const D4 mean = shift + totals4(a[0], a[1], a[2], a[3]) / double(c);
+  for (int q = 0; q < 4; ++q) a[q] = D8{};
   for (i = 0; i + 8 <= c; i += 8)
-    for (int q = 0; q < kRows; ++q) {
-      const D8 d = load8(x + q * sx_row + i) - mean[q];
+    for (int q = 0; q < 4; ++q) {
+      const D8 d = load_widen8(x + q * sx_row + i) - mean[q];
       a[q] += d * d;
     }
   for (; i < c; ++i)
-    for (int q = 0; q < kRows; ++q) {
+    for (int q = 0; q < 4; ++q) {
       const double d = static_cast<double>(x[q * sx_row + i]) - mean[q];
       a[q][0] += d * d;
     }
-  for (int q = 0; q < kRows; ++q) {
-    const double var = total(a[q]) / double(c);
-    const double rstd = 1.0 / std::sqrt(var + eps);
+  const D4 rstd = 1.0 / sqrt4(totals4(a[0], a[1], a[2], a[3]) / double(c) + eps);
+  for (int q = 0; q < 4; ++q) {
     mean_out[q * s_stat] = static_cast<float>(mean[q]);
-    rstd_out[q * s_stat] = static_cast<float>(rstd);
+    rstd_out[q * s_stat] = static_cast<float>(rstd[q]);
     layer_norm_store<true>(x + q * sx_row, 1, y + q * sy_row, w, 1, b, 1, c, static_cast<float>(mean[q]),
-                           static_cast<float>(rstd));
+                           static_cast<float>(rstd[q]));
   }
 }
 
 // One row of the backward: dxhat = g * w;  dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), and
 // gxhat = g * xhat (summed over rows for dweight) when asked for. Strides as in layer_norm_row; dx and gxhat are
 // contiguous.
-// dx (and gxhat) of one row from its two row sums s1 = sum dxhat, s2 = sum dxhat * xhat: the last step of
-// layer_norm_backward_row and layer_norm_backward_rows.
+// dx (and gxhat) of one row from the means of its two row sums, m1 = (T)(sum dxhat / c) and
+// m2 = (T)(sum dxhat * xhat / c): the last step of layer_norm_backward_row and layer_norm_backward_rows4.
 template <bool kUnit, class T>
 [[gnu::always_inline]] inline void layer_norm_backward_store(const T* g, int64_t sg, const T* x, int64_t sx,
-                                                             const T* w, int64_t sw, T mu, T r, int64_t c, double s1,
-                                                             double s2, T* dx, T* gxhat) {
+                                                             const T* w, int64_t sw, T mu, T r, int64_t c, T m1, T m2,
+                                                             T* dx, T* gxhat) {
   if constexpr (kUnit) sg = sx = sw = 1;
   auto xhat = [&](int64_t i) { return (x[i * sx] - mu) * r; };
   auto dxhat = [&](int64_t i) { return w ? g[i * sg] * w[i * sw] : g[i * sg]; };
-  const T m1 = static_cast<T>(s1 / double(c)), m2 = static_cast<T>(s2 / double(c));
   if (gxhat) {
     for (int64_t i = 0; i < c; ++i) {
       const T xh = xhat(i);
@@ -619,53 +636,52 @@ void layer_norm_backward_row(const T* g, int64_t sg, const T* x, int64_t sx, con
   const auto [s1, s2] = row_sums<T>(
       c, [&](int64_t i) { return static_cast<double>(dxhat(i)); },
       [&](int64_t i) { return static_cast<double>(dxhat(i)) * static_cast<double>(xhat(i)); });
-  layer_norm_backward_store<kUnit>(g, sg, x, sx, w, sw, mu, r, c, s1, s2, dx, gxhat);
+  layer_norm_backward_store<kUnit>(g, sg, x, sx, w, sw, mu, r, c, static_cast<T>(s1 / double(c)),
+                                   static_cast<T>(s2 / double(c)), dx, gxhat);
 }
 
-// kRows float rows of layer_norm_backward_row<true> side by side, as layer_norm_rows does for the forward: the
+// Four float rows of layer_norm_backward_row<true> side by side, as layer_norm_rows4 does for the forward: the
 // two row sums of each row in 8 lanes of doubles (the same partial sums, added in the same order), the rows'
-// chains of dependent adds overlapped; then each row's dx and gxhat by layer_norm_backward_store, as one row alone
-// (the same bits: tests/tensor/test_ops_nn.cpp). Row q's values at offset q * s_row in g, x, dx, gxhat; its mean and rstd
-// at q * s_stat.
-template <int kRows>
-void layer_norm_backward_rows(const float* g, const float* x, const float* w, const float* mu, const float* r,
-                              int64_t s_stat, int64_t s_row, int64_t c, float* dx, float* gxhat) {
-  typedef double D8 __attribute__((vector_size(64)));
-  typedef float F8 __attribute__((vector_size(32)));
+// chains of dependent adds overlapped, their totals and means a vector each (totals4); then each row's dx and gxhat
+// by layer_norm_backward_store, as one row alone (the same bits: tests/tensor/test_ops_nn.cpp). Row q's values at
+// offset q * s_row in g, x, dx, gxhat; its mean and rstd at q * s_stat.
+void layer_norm_backward_rows4(const float* g, const float* x, const float* w, const float* mu, const float* r,
+                               int64_t s_stat, int64_t s_row, int64_t c, float* dx, float* gxhat) {
+  using detail::D8;
+  using detail::F8;
+  using detail::widen8;
   auto load8 = [](const float* p) {
     F8 v;
     std::memcpy(&v, p, sizeof v);
     return v;
   };
-  auto total = [](const D8& v) {
-    const double p[8] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]};
-    return sum_partials(p);
-  };
-  float m[kRows], rs[kRows];
-  D8 a1[kRows], a2[kRows];
-  for (int q = 0; q < kRows; ++q) m[q] = mu[q * s_stat], rs[q] = r[q * s_stat], a1[q] = a2[q] = D8{};
+  float m[4], rs[4];
+  D8 a1[4], a2[4];
+  for (int q = 0; q < 4; ++q) m[q] = mu[q * s_stat], rs[q] = r[q * s_stat], a1[q] = a2[q] = D8{};
   int64_t i = 0;
   for (; i + 8 <= c; i += 8) {
     F8 wv;
     if (w) wv = load8(w + i);
-    for (int q = 0; q < kRows; ++q) {
+    for (int q = 0; q < 4; ++q) {
       const F8 gv = load8(g + q * s_row + i);
       const F8 dxh = w ? gv * wv : gv;
       const F8 xh = (load8(x + q * s_row + i) - m[q]) * rs[q];
-      const D8 d = __builtin_convertvector(dxh, D8);
+      const D8 d = widen8(dxh);
       a1[q] += d;
-      a2[q] += d * __builtin_convertvector(xh, D8);
+      a2[q] += d * widen8(xh);
     }
   }
   for (; i < c; ++i)
-    for (int q = 0; q < kRows; ++q) {
+    for (int q = 0; q < 4; ++q) {
       const float gi = g[q * s_row + i], dxh = w ? gi * w[i] : gi, xh = (x[q * s_row + i] - m[q]) * rs[q];
       a1[q][0] += static_cast<double>(dxh);
       a2[q][0] += static_cast<double>(dxh) * static_cast<double>(xh);
     }
-  for (int q = 0; q < kRows; ++q)
-    layer_norm_backward_store<true>(g + q * s_row, 1, x + q * s_row, 1, w, 1, m[q], rs[q], c, total(a1[q]),
-                                    total(a2[q]), dx + q * s_row, gxhat ? gxhat + q * s_row : nullptr);
+  const D4 m1 = totals4(a1[0], a1[1], a1[2], a1[3]) / double(c), m2 = totals4(a2[0], a2[1], a2[2], a2[3]) / double(c);
+  for (int q = 0; q < 4; ++q)
+    layer_norm_backward_store<true>(g + q * s_row, 1, x + q * s_row, 1, w, 1, m[q], rs[q], c,
+                                    static_cast<float>(m1[q]), static_cast<float>(m2[q]), dx + q * s_row,
+                                    gxhat ? gxhat + q * s_row : nullptr);
 }
 
 }  // namespace
@@ -702,8 +718,8 @@ LayerNormOut layer_norm(const Array& x, const Array& weight, const Array& bias, 
             constexpr int R = 4;
             if (unit)
               for (; i + R <= n; i += R, off[0] += R * step[0], off[1] += R * step[1], off[2] += R * step[2])
-                layer_norm_rows<R>(xp + off[0], step[0], yp + off[1], step[1], wp, bp, c, eps, mp + off[2],
-                                   rp + off[2], step[2]);
+                layer_norm_rows4(xp + off[0], step[0], yp + off[1], step[1], wp, bp, c, eps, mp + off[2],
+                                 rp + off[2], step[2]);
           }
           for (; i < n; ++i, off[0] += step[0], off[1] += step[1], off[2] += step[2])
             row(xp + off[0], sx, yp + off[1], wp, sw, bp, sb, c, eps, mp + off[2], rp + off[2]);
@@ -756,8 +772,8 @@ LayerNormGrads layer_norm_backward(const Array& grad, const Array& x, const Arra
             constexpr int R = 4;
             if (unit && step[0] == step[1] && step[0] == step[4] && step[2] == step[3])
               for (; i + R <= n; i += R) {
-                layer_norm_backward_rows<R>(gp + off[0], xp + off[1], wp, mp + off[2], rp + off[3], step[2],
-                                            step[0], c, dxp + off[4], gxp ? gxp + off[4] : nullptr);
+                layer_norm_backward_rows4(gp + off[0], xp + off[1], wp, mp + off[2], rp + off[3], step[2],
+                                          step[0], c, dxp + off[4], gxp ? gxp + off[4] : nullptr);
                 for (size_t k = 0; k < 5; ++k) off[k] += R * step[k];
               }
           }

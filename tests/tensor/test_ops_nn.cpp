@@ -424,7 +424,7 @@ TEST_CASE("layer_norm and its backward: the float kernels for contiguous rows ag
   }
 }
 
-// Contiguous float rows go through the kernel four at a time (layer_norm_rows in tensor/ops_nn.cpp), the rest of a
+// Contiguous float rows go through the kernel four at a time (layer_norm_rows4 in tensor/ops_nn.cpp), the rest of a
 // run one at a time: every row must come out with the bits it gets alone (a one-row array takes the one-row
 // kernel), whatever its place in the group. 11 rows: two groups of four and three single rows; a constant row and a
 // row far from zero among them.
@@ -443,7 +443,7 @@ TEST_CASE("layer_norm and its backward: rows normalised side by side get the bit
       CHECK(all.mean.at({r}) == one.mean.at({0}));
       CHECK(all.rstd.at({r}) == one.rstd.at({0}));
     }
-    // The backward, also four rows at a time (layer_norm_backward_rows): each row's dx as alone, and dweight the
+    // The backward, also four rows at a time (layer_norm_backward_rows4): each row's dx as alone, and dweight the
     // rows' g * xhat (a one-row dweight) summed in row order in double.
     const Array g = Array::normal({11, c}, gen);
     for (const Array& wt : {w, Array()}) {
