@@ -165,9 +165,12 @@ Array relu(const Array& a) {
 // The float value and slope from one normal_cdf, shared by gelu, gelu_backward and gelu_and_backward_ so that the
 // three give the same bits by construction.
 namespace {
-[[gnu::always_inline]] inline float gelu_value(float x, const fastmath::NormalCdf& c) { return x * c.cdf; }
+// (V: a float, or fastmath::V16, 16 of them lane by lane)
+template <class V>
+[[gnu::always_inline]] inline V gelu_value(V x, const fastmath::NormalCdfOf<V>& c) { return x * c.cdf; }
 // d/dx [x Phi(x)] = Phi(x) + x phi(x), phi(x) = e^(-x^2/2) / sqrt(2 pi)
-[[gnu::always_inline]] inline float gelu_slope(float x, const fastmath::NormalCdf& c) {
+template <class V>
+[[gnu::always_inline]] inline V gelu_slope(V x, const fastmath::NormalCdfOf<V>& c) {
   return c.cdf + x * (float(kInvSqrt2Pi) * c.gauss);
 }
 }  // namespace
@@ -208,7 +211,27 @@ template <bool InPlace, bool kSlope = false>
     else dio = dio * gelu_slope(xv, c);
   };
   if (in[0] == 1 && in[1] == 1 && in[2] == 1) {
-    for (int64_t i = 0; i < n; ++i) at(x[i], v[i], d[i]);
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    // 16 values at a time as one fastmath::V16: GCC vectorises `at` itself with every lane's work masked and
+    // blended around the clamp of |x| (~70 instructions for 16 values instead of ~62); (2048, 256): 445 -> 390 us
+    using fastmath::V16;
+    for (; i + 16 <= n; i += 16) {
+      V16 xv, dv;
+      std::memcpy(&xv, x + i, sizeof xv);
+      const fastmath::NormalCdfOf<V16> c = fastmath::normal_cdf(xv);
+      const V16 vv = gelu_value(xv, c);
+      if constexpr (kSlope) {
+        dv = gelu_slope(xv, c);
+      } else {
+        std::memcpy(&dv, d + i, sizeof dv);
+        dv = dv * gelu_slope(xv, c);
+      }
+      std::memcpy(v + i, &vv, sizeof vv);
+      std::memcpy(d + i, &dv, sizeof dv);
+    }
+#endif
+    for (; i < n; ++i) at(x[i], v[i], d[i]);
   } else {
     for (int64_t i = 0; i < n; ++i) at(x[i * in[2]], v[i * in[0]], d[i * in[1]]);
   }
