@@ -12,6 +12,9 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace qkvlab::fastmath {
 
@@ -41,8 +44,13 @@ template <class V>
 [[gnu::always_inline]] inline I16 to_int(V16 x) { return __builtin_convertvector(x, I16); }
 [[gnu::always_inline]] inline float fma(float a, float b, float c) { return std::fma(a, b, c); }
 [[gnu::always_inline]] inline V16 fma(V16 a, V16 b, V16 c) {
-  for (int l = 0; l < 16; ++l) a[l] = std::fma(a[l], b[l], c[l]);  // one vfmadd with AVX-512
+#if defined(__AVX512F__)  // (GCC vectorises the lane loop below only in some places it is inlined into)
+  return reinterpret_cast<V16>(_mm512_fmadd_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b),
+                                               reinterpret_cast<__m512>(c)));
+#else
+  for (int l = 0; l < 16; ++l) a[l] = std::fma(a[l], b[l], c[l]);
   return a;
+#endif
 }
 template <class V>
 [[gnu::always_inline]] inline V splat(float c) { return V{} + c; }  // c in every lane (0 + c is c exactly)
