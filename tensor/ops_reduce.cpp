@@ -188,17 +188,23 @@ Array max_along(const Array& a, int64_t dim, bool keepdim, const char* op) {
     const int64_t sx = a.strides()[d];
     detail::for_each_row<2>(a.shape(), d, {&a.strides(), &ost}, [&](const std::array<int64_t, 2>& off) {
       const T* p = x + off[0];
+      // The first maximum, by selects rather than branches on the values (a branch taken at random, as each new
+      // maximum along a row of logits is, costs more than comparing the rest of a short row: (2048, 10) 54 ->
+      // 22 us). A NaN anywhere is the maximum instead, the first one.
       T best = p[0];
       int64_t bi = 0;
-      if (!std::isnan(best))
-        for (int64_t i = 1; i < len; ++i) {
-          const T v = p[i * sx];
-          if (v > best || std::isnan(v)) {
-            best = v;
-            bi = i;
-            if (std::isnan(v)) break;
-          }
-        }
+      bool nan = best != best;
+      for (int64_t i = 1; i < len; ++i) {
+        const T v = p[i * sx];
+        const bool greater = v > best;
+        best = greater ? v : best;
+        bi = greater ? i : bi;
+        nan |= v != v;
+      }
+      if (nan) {
+        for (bi = 0; !std::isnan(p[bi * sx]);) ++bi;
+        best = p[bi * sx];
+      }
       if constexpr (kArg) out.data<int64_t>()[off[1]] = bi;
       else out.data<T>()[off[1]] = best;
     });

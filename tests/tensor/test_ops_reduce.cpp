@@ -234,6 +234,12 @@ TEST_CASE("max and argmax along a dim, with ties to the lowest index and NaN win
   CHECK(argmax(n, 0).item() == 2.0);
   CHECK(argmax(Array::from_vector(std::vector<float>{-INFINITY, -INFINITY}, {2}), 0).item() == 0.0);
   CHECK(argmax(Array::from_vector(std::vector<float>{3, 1, 3}, {3}), -1).item() == 0.0);
+  // The NaN wins wherever it is, the first one; -0 and +0 tie, the first kept (its sign too).
+  CHECK(argmax(Array::from_vector(std::vector<float>{NAN, 9, NAN}, {3}), 0).item() == 0.0);
+  CHECK(argmax(Array::from_vector(std::vector<float>{1, 9, 2, NAN}, {4}), 0).item() == 3.0);
+  CHECK(std::isnan(max(Array::from_vector(std::vector<float>{1, 9, 2, NAN}, {4}), 0).item()));
+  CHECK(argmax(Array::from_vector(std::vector<float>{-0.0f, 0.0f}, {2}), 0).item() == 0.0);
+  CHECK(std::signbit(max(Array::from_vector(std::vector<float>{-0.0f, 0.0f}, {2}), 0).item()));
   CHECK(max(Array::scalar(2.0), 0).item() == 2.0);
   CHECK_THROWS_WITH(max(Array::zeros({2, 0}), 1), "max: cannot reduce over dim 1 of size 0 in (2,0)");
   CHECK(max(Array::zeros({0, 2}), 1).shape() == Shape{0});
