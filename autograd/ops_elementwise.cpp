@@ -21,8 +21,25 @@ struct AddBackward : Node {
   const char* name() const override { return "AddBackward"; }
   std::vector<Array> backward(const Array& g) override { return {g, g}; }
 };
-Tensor add(const Tensor& a0, const Tensor& b0, const Loc& loc) {
+// An operand whose buffer the sum may be written over: this Tensor is its only holder (a temporary moved into
+// add's parameter), its Array the only one on its storage (no node kept it for backward, no view of it is alive),
+// dense and of the sum's shape. (AddBackward needs neither operand's values.)
+bool reusable(const Tensor& t, const Shape& sum_shape) {
+  return t.impl().use_count() == 1 && t.data().storage().use_count() == 1 && t.data().is_contiguous() &&
+         t.shape() == sum_shape;
+}
+Tensor add(Tensor a0, Tensor b0, const Loc& loc) {
   ProfileScope prof("add");
+  check(a0.dtype() == b0.dtype(), "add: dtypes differ: ", dtype_name(a0.dtype()), " and ", dtype_name(b0.dtype()));
+  const Shape s = a0.shape() == b0.shape() ? a0.shape() : broadcast_shapes(a0.shape(), b0.shape(), "add");
+  for (Tensor* t : {&a0, &b0}) {
+    if (!reusable(*t, s)) continue;
+    Tensor& other = t == &a0 ? b0 : a0;
+    if (other.shape() != s) other = expand(other, s, loc);
+    Array sum = t->data();
+    add_(sum, other.data());  // a + b, or b + a: the same sum (addition is commutative)
+    return record<AddBackward>(sum, {&a0, &b0}, loc, [](AddBackward&) {});
+  }
   const auto ab = broadcast_pair(a0, b0, "add", loc);  // not a structured binding: clang 14 cannot capture one
   const Tensor &a = ab.first, &b = ab.second;
   return record<AddBackward>(add(a.data(), b.data()), {&a, &b}, loc, [](AddBackward&) {});

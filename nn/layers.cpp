@@ -37,7 +37,7 @@ Embedding::Embedding(int64_t num, int64_t dim, Generator& gen, double init_std, 
 
 Tensor Embedding::forward(const Array& ids) const {
   Tensor e = embedding(weight, ids);       // (..., dim)
-  return bias.defined() ? add(e, bias) : e;  // one-hot @ weight + bias
+  return bias.defined() ? add(std::move(e), bias) : e;  // one-hot @ weight + bias (written over e)
 }
 
 std::string Embedding::extra_repr() const {

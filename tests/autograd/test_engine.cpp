@@ -3,10 +3,12 @@
 
 #include <pthread.h>
 
+#include <cmath>
 #include <thread>
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "tensor/random.h"
 
 using namespace qkvlab;
 
@@ -387,4 +389,49 @@ TEST_CASE("linear: backward through empty dims gives gradients of the right shap
   CHECK(x0.grad().shape() == Shape{0, 5});
   for (double v : w0.grad().to_vector()) CHECK(v == 0.0);
   for (double v : b0.grad().to_vector()) CHECK(v == 0.0);
+}
+
+// add writes the sum over an operand passed as a temporary that nothing else holds (autograd/ops.h): never over a
+// tensor someone still holds, a view of one, or values a node kept for backward; gradients as ever.
+TEST_CASE("add writes over a temporary operand only when nothing else holds its values", "[autograd][engine]") {
+  Generator gen(3);
+  Tensor x(Array::normal({4, 6}, gen), true);
+  const std::vector<double> xv = x.data().to_vector();
+  SECTION("a temporary: its buffer becomes the sum's; the values and gradients are those of a + b") {
+    const float* buffer = nullptr;
+    auto twice = [&] {
+      Tensor t = x * 2.0;
+      buffer = t.data().data<float>();
+      return t;
+    };
+    Tensor y = add(x, twice());
+    CHECK(y.data().data<float>() == buffer);
+    const std::vector<double> yv = y.data().to_vector();
+    for (size_t i = 0; i < xv.size(); ++i) CHECK(yv[i] == static_cast<double>(float(xv[i]) + float(xv[i]) * 2.0f));
+    sum(y).backward();
+    CHECK(all_equal(grad_of(x), 3.0));
+  }
+  SECTION("a tensor still held, or a view of one, keeps its values") {
+    Tensor t = x * 2.0;
+    const std::vector<double> tv = t.data().to_vector();
+    Tensor y = add(x, t);
+    CHECK(t.data().to_vector() == tv);
+    CHECK(y.data().data<float>() != t.data().data<float>());
+    Tensor z = add(x, reshape(t, {4, 6}));  // a temporary view of t's storage
+    CHECK(t.data().to_vector() == tv);
+    CHECK(z.data().to_vector() == y.data().to_vector());
+  }
+  SECTION("values a node kept for backward stay intact, so its gradient is right") {
+    Tensor y = add(x, exp(x));  // exp keeps its output for backward
+    sum(y).backward();
+    const std::vector<double> g = grad_of(x);
+    for (size_t i = 0; i < xv.size(); ++i) CHECK(g[i] == Approx(1.0 + std::exp(xv[i])).epsilon(1e-6));
+  }
+  SECTION("a temporary with the sum's shape takes a broadcast operand, whose gradient sums back to its shape") {
+    Tensor pos(Array::normal({6}, gen), true);
+    Tensor y = add(x * 1.0, pos);
+    sum(y).backward();
+    CHECK(grad_of(pos) == std::vector<double>(6, 4.0));
+    CHECK(all_equal(grad_of(x), 1.0));
+  }
 }
