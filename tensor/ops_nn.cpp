@@ -335,6 +335,59 @@ void scaled_causal_softmax_backward_rows(const T* p, const T* g, T* dx, const in
   }
 }
 
+// scaled_causal_softmax_backward_rows<float, 16> for a whole group of 8 rows, with each row's sum over its 16 keys
+// done for the 8 rows side by side: the products g p in double (exact: a float times a float fits in a double),
+// turned so that each vector holds one key of the 8 rows (two 8 x 8 transposes), then added key after key from 0
+// as the row loop adds them: the same sums, the same bits. (The row loop's sums are scalar: a conversion pair and
+// an add per key and row, ~40 cycles a row; these ~15.) dx may be g.
+void softmax_backward_rows16x8(const float* p, const float* g, float* dx, float scale) {
+  typedef float F16 __attribute__((vector_size(64)));
+  typedef float F8 __attribute__((vector_size(32)));
+  using detail::D8;
+  using detail::widen8;
+  D8 lo[8], hi[8];  // lo[q]: row q's products for keys 0-7; hi[q]: keys 8-15
+  for (int q = 0; q < 8; ++q) {
+    F16 gv, pv;
+    std::memcpy(&gv, g + q * 16, sizeof gv);
+    std::memcpy(&pv, p + q * 16, sizeof pv);
+    lo[q] = widen8(__builtin_shufflevector(gv, gv, 0, 1, 2, 3, 4, 5, 6, 7)) *
+            widen8(__builtin_shufflevector(pv, pv, 0, 1, 2, 3, 4, 5, 6, 7));
+    hi[q] = widen8(__builtin_shufflevector(gv, gv, 8, 9, 10, 11, 12, 13, 14, 15)) *
+            widen8(__builtin_shufflevector(pv, pv, 8, 9, 10, 11, 12, 13, 14, 15));
+  }
+  // 8 x 8 transpose: t[j] lane q = m[q] lane j, in three rounds of pairs (1, 2, then 4 apart)
+  auto transpose = [](D8 (&m)[8]) {
+    D8 a[8], b[8];
+    for (int i = 0; i < 8; i += 2) {
+      a[i] = __builtin_shufflevector(m[i], m[i + 1], 0, 8, 2, 10, 4, 12, 6, 14);
+      a[i + 1] = __builtin_shufflevector(m[i], m[i + 1], 1, 9, 3, 11, 5, 13, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4)
+      for (int h = 0; h < 2; ++h) {
+        b[i + h] = __builtin_shufflevector(a[i + h], a[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        b[i + h + 2] = __builtin_shufflevector(a[i + h], a[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+      }
+    for (int h = 0; h < 4; ++h) {
+      m[h] = __builtin_shufflevector(b[h], b[h + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+      m[h + 4] = __builtin_shufflevector(b[h], b[h + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+  };
+  transpose(lo);
+  transpose(hi);
+  D8 s = D8{};
+  for (int j = 0; j < 8; ++j) s += lo[j];
+  for (int j = 0; j < 8; ++j) s += hi[j];
+  const F8 st = __builtin_convertvector(s, F8);
+  for (int q = 0; q < 8; ++q) {
+    F16 gv, pv;
+    std::memcpy(&gv, g + q * 16, sizeof gv);
+    std::memcpy(&pv, p + q * 16, sizeof pv);
+    const F16 d = pv * (gv - st[q]);
+    const F16 out = d * scale;
+    std::memcpy(dx + q * 16, &out, sizeof out);
+  }
+}
+
 // Calls rows(r, n, k) for groups of k <= kGroup consecutive rows of a (..., T, S) array, the first at row r;
 // n[q] is the number of keys row r + q sees. Groups run in parallel (each row is written by one thread only, and
 // no row depends on the split: results are the same on any thread count).
@@ -419,6 +472,8 @@ void causal_softmax_backward_into(const Array& p, const Array& grad, Array& out,
     const T sc = static_cast<T>(scale);
     const bool rows16 = !causal && S == 16;  // rows of 16 keys, all visible (as in causal_softmax_into)
     for_each_attention_row_group(p.shape(), causal, [&](int64_t r, const int64_t* n, int k) {
+      if constexpr (std::is_same_v<T, float>)
+        if (rows16 && k == 8) return softmax_backward_rows16x8(pp + r * S, gp + r * S, dp + r * S, sc);
       if (rows16) scaled_causal_softmax_backward_rows<T, 16>(pp + r * S, gp + r * S, dp + r * S, n, k, S, sc);
       else scaled_causal_softmax_backward_rows(pp + r * S, gp + r * S, dp + r * S, n, k, S, sc);
     });

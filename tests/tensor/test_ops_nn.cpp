@@ -222,6 +222,30 @@ TEST_CASE("scaled_causal_softmax is the chain softmax(masked_fill(x * scale)) bi
   }
 }
 
+// The backward's row sum, sum_j g_j p_j in double, adds the keys in order (as the chain's softmax_backward does). A
+// row where that order matters: 2^60, -2^60 and 1 at keys a, a + 1 and a + 2 sum to 1 in key order and to 0 in most
+// others. Rows of 16 keys go through the kernel 8 rows at a time (the sums of the 8 side by side) and the rest alone.
+TEST_CASE("scaled_causal_softmax_backward sums each row's keys in order", "[ops][attention_softmax]") {
+  const int64_t rows = 21, S = 16;
+  std::vector<float> p(rows * S, 0.0f), g(rows * S, 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t a = r % 14;  // the three keys anywhere in the row, across the middle (keys 7 and 8) too
+    for (int64_t j = 0; j < 3; ++j) p[r * S + a + j] = 1.0f;
+    g[r * S + a] = 0x1p60f;
+    g[r * S + a + 1] = -0x1p60f;
+    g[r * S + a + 2] = 1.0f;
+  }
+  const Array pa = Array::from_vector(p, {1, rows, S}), ga = Array::from_vector(g, {1, rows, S});
+  const Array dx = scaled_causal_softmax_backward(pa, ga, 0.5, false);
+  const std::vector<double> d = dx.to_vector();
+  for (int64_t r = 0; r < rows; ++r) {
+    INFO("row " << r);
+    const int64_t a = r % 14;
+    CHECK(d[size_t(r * S + a + 2)] == 0.0);  // p (g - 1) * scale with the row sum 1: 0 at the third key
+    CHECK(d[size_t(r * S + a)] == double(0x1p60f * 0.5f));
+  }
+}
+
 TEST_CASE("scaled_causal_softmax_ and scaled_causal_softmax_backward_ write the copying ops' bits over their input",
           "[ops][attention_softmax]") {
   Generator gen(43);
