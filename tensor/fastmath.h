@@ -26,7 +26,8 @@ namespace qkvlab::fastmath {
 // to_int, fma) have one overload each. The float versions are what the compiler vectorises inside ordinary loops;
 // V16 is for loops that hand it 16 values at a time (GELU, tensor/ops_elementwise.cpp), where GCC's own
 // vectorisation of the float code came out a ninth slower. Both are the same operations on every value, so the
-// same bits (tests/tensor/test_fastmath.cpp compares them).
+// same bits (tests/tensor/test_fastmath.cpp compares them lane by lane, tests/autograd/test_gelu_linear.cpp the
+// GELU kernels on both paths).
 
 inline double exp(double x) { return std::exp(x); }
 

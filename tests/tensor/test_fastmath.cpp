@@ -125,3 +125,26 @@ TEST_CASE("fastmath: the float kernels that use it agree with float64 to float p
   CHECK(allclose(cross_entropy_backward(x, targets, ce.lse, ce.count, 1.0),
                  cross_entropy_backward(xd, targets, ced.lse, ced.count, 1.0), 1e-5, 1e-8));
 }
+
+#if defined(__AVX512F__)  // where the GELU kernel hands normal_cdf 16 values at a time
+TEST_CASE("fastmath: normal_cdf on a V16 gives each lane the float version's bits", "[fastmath]") {
+  // Every 997th float bit pattern: both signs, subnormals, the clamp at |x| = 15.56, infinities and NaNs.
+  int64_t differing = 0, n = 0;
+  alignas(64) float x[16], cdf[16], gauss[16];
+  for (uint64_t u = 0; u < (uint64_t(1) << 32); u += 997 * 16) {
+    for (int l = 0; l < 16; ++l) x[l] = std::bit_cast<float>(uint32_t(u + uint64_t(l) * 997));
+    fastmath::V16 v;
+    std::memcpy(&v, x, sizeof v);
+    const fastmath::NormalCdfOf<fastmath::V16> c = fastmath::normal_cdf(v);
+    std::memcpy(cdf, &c.cdf, sizeof cdf);
+    std::memcpy(gauss, &c.gauss, sizeof gauss);
+    for (int l = 0; l < 16; ++l, ++n) {
+      const fastmath::NormalCdf f = fastmath::normal_cdf(x[l]);
+      differing += std::bit_cast<uint32_t>(f.cdf) != std::bit_cast<uint32_t>(cdf[l]) ||
+                   std::bit_cast<uint32_t>(f.gauss) != std::bit_cast<uint32_t>(gauss[l]);
+    }
+  }
+  CHECK(n > 4000000);
+  CHECK(differing == 0);
+}
+#endif
