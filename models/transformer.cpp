@@ -184,12 +184,36 @@ std::unique_ptr<TransformerModel> make_model(const ModelConfig& cfg, uint64_t se
   return std::make_unique<ViT>(cfg, seed);
 }
 
-StepResult model_loss(TransformerModel& model, const Array& x, const Array& y) {
+namespace {
+Tensor logits_of(TransformerModel& model, const Array& x) {
+  if (auto* g = dynamic_cast<GPT*>(&model)) return g->forward(x);
+  if (auto* e = dynamic_cast<Encoder*>(&model)) return e->forward(x);
+  return dynamic_cast<ViT&>(model).forward(x);
+}
+}  // namespace
+
+StepResult model_loss(TransformerModel& model, const Array& x, const Array& y, int64_t examples_per_forward) {
   StepResult r;
   Tensor logits;
-  if (auto* g = dynamic_cast<GPT*>(&model)) logits = g->forward(x);
-  else if (auto* e = dynamic_cast<Encoder*>(&model)) logits = e->forward(x);
-  else logits = dynamic_cast<ViT&>(model).forward(x);
+  const int64_t B = x.size(0);
+  if (examples_per_forward > 0 && B > examples_per_forward && !grad_enabled()) {
+    // The forward in pieces, the loss of the whole batch: no op mixes examples, so each example's logits are the
+    // same bits either way, and the pieces' activations stay in cache.
+    Array all;
+    for (int64_t s = 0; s < B; s += examples_per_forward) {
+      const int64_t n = std::min(examples_per_forward, B - s);
+      const Array part = logits_of(model, x.narrow(0, s, n)).data();
+      if (!all.defined()) {
+        Shape shape = part.shape();
+        shape[0] = B;
+        all = Array::empty(shape, part.dtype());
+      }
+      all.narrow(0, s, n).copy_(part);
+    }
+    logits = Tensor(all);
+  } else {
+    logits = logits_of(model, x);
+  }
   r.loss = cross_entropy(logits, y);
   r.accuracy = accuracy(logits, y);
   return r;

@@ -99,11 +99,13 @@ std::vector<double> pe_temperatures(const TransformerModel& model);
 std::unique_ptr<TransformerModel> make_model(const ModelConfig& cfg, uint64_t seed);
 
 // The model's loss on a batch and its main metric. x: ids (B,T) or images; y: targets (B,T) or labels (B).
+// examples_per_forward > 0 (evaluation, without gradients): the forward runs on at most that many examples at a
+// time, the loss and accuracy still over the whole batch, with the same bits.
 struct StepResult {
   Tensor loss;
   double accuracy = 0.0;  // token accuracy (Encoder, GPT next-byte) or image accuracy (ViT)
 };
-StepResult model_loss(TransformerModel& model, const Array& x, const Array& y);
+StepResult model_loss(TransformerModel& model, const Array& x, const Array& y, int64_t examples_per_forward = 0);
 
 // Parameter count of a GPT with this config, in closed form (no weights are made): used by `qkvlab cache`
 // for the paper's 300M and 1.2B configurations. Tests check it equals num_parameters() of built models.

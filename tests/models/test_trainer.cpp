@@ -514,3 +514,30 @@ TEST_CASE("a training step leaks no tensors: the live count is the same after ev
   CHECK(live[1] == live[2]);
   CHECK(live[2] == live[3]);
 }
+
+// Evaluation runs the forward on a few examples at a time (model_loss's examples_per_forward) and the loss over the
+// whole batch: every example's logits, so the loss and accuracy, are the same bits as one forward of the batch.
+TEST_CASE("model_loss in pieces: the whole batch's loss and accuracy, bit for bit", "[trainer]") {
+  TempDir tmp;
+  const std::string text = tmp.file("corpus.txt");
+  std::ofstream(text) << testing::english_like_text(3000, 2);
+  PoisonedImages images(0);
+  for (const std::string which : {"reverse", "lm", "fmnist"}) {
+    INFO(which);
+    std::unique_ptr<TaskData> owned = which == "fmnist" ? nullptr : make_task(which == "lm" ? lm_task(text)
+                                                                                            : synthetic_task());
+    TaskData& data = owned ? *owned : static_cast<TaskData&>(images);
+    auto model = make_model(tiny_config(data, which, "qkv"), 9);
+    Generator gen(2);
+    Array x, y;
+    data.train_batch(7, gen, x, y);
+    NoGradGuard no_grad;
+    model->eval();
+    const StepResult whole = model_loss(*model, x, y);
+    for (int64_t piece : {1, 3, 7}) {
+      const StepResult parts = model_loss(*model, x, y, piece);
+      CHECK(parts.loss.item() == whole.loss.item());
+      CHECK(parts.accuracy == whole.accuracy);
+    }
+  }
+}
