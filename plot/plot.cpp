@@ -6,10 +6,13 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
+
+#include <zlib.h>
 
 #include "tensor/error.h"
 
@@ -20,6 +23,21 @@
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 #endif
+// PNG's deflate by the system's zlib (a dependency already: the gzipped image sets) instead of stb's own
+// compressor, which was three quarters of a chart's time: a study's loss chart 12.5 -> 7.6 ms, 38 -> 33 KB.
+// stb frees what this returns with free().
+static unsigned char* zlib_deflate(unsigned char* data, int len, int* out_len, int level) {
+  uLongf size = compressBound(static_cast<uLong>(len));
+  auto* out = static_cast<unsigned char*>(std::malloc(size));
+  if (!out) return nullptr;
+  if (compress2(out, &size, data, static_cast<uLong>(len), level) != Z_OK) {
+    std::free(out);
+    return nullptr;
+  }
+  *out_len = static_cast<int>(size);
+  return out;
+}
+#define STBIW_ZLIB_COMPRESS zlib_deflate
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb/stb_image_write.h>
 #if defined(__GNUC__)
@@ -462,8 +480,8 @@ Axis log_axis(double lo, double hi) {
 // of 29. A heatmap's colour ramp needs the filters (a third larger without).
 void write_png(const std::string& path, const Canvas& cv, int filter) {
   if (path.empty()) fail("plot: cannot write a PNG to an empty path");
-  // zlib level 4, not stb's 8: charts of flat colour compress almost as well, and a study's loss chart took
-  // 35 ms at 8 (1.4 % of the demo's one-variant run; about a third less at 4).
+  // level 4, not stb's default 8: charts of flat colour compress almost as well, and a study's loss chart took
+  // 35 ms at 8 with stb's compressor (1.4 % of the demo's one-variant run; about a third less at 4).
   stbi_write_png_compression_level = 4;
   stbi_write_force_png_filter = filter;
   errno = 0;
