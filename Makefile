@@ -37,8 +37,9 @@ endif
 # MPI=1 builds with mpicxx into build/mpi (mk/mpi.mk).
 BUILD    := $(if $(filter 1,$(MPI)),build/mpi,$(if $(filter arm64,$(ARCH)),build/arm64,build/$(MODE)))
 
-# -Wno-psabi: the row kernels hold 8 doubles in one vector type (tensor/ops_detail.h), wider than an AVX2 or NEON
-# register; GCC and Clang then note that passing it by value would differ between instruction sets. It never
+# -Wno-psabi: the row kernels hold 8 doubles, and fastmath 16 floats, in one vector type (tensor/ops_detail.h,
+# tensor/fastmath.h), wider than an AVX2 or NEON register; GCC and Clang then note that passing one by value would
+# differ between instruction sets. It never
 # crosses a boundary compiled with other flags (the helpers are inline, and the whole program is built at once).
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-psabi
 # -march: this machine's instruction set (AVX-512 or AVX2 kernels on x86); ARMv8-A for the arm64 cross build, which

@@ -21,19 +21,22 @@ struct AddBackward : Node {
   const char* name() const override { return "AddBackward"; }
   std::vector<Array> backward(const Array& g) override { return {g, g}; }
 };
+namespace {
 // An operand whose buffer the sum may be written over: this Tensor is its only holder (a temporary moved into
 // add's parameter), its Array the only one on its storage (no node kept it for backward, no view of it is alive),
-// dense and of the sum's shape. (AddBackward needs neither operand's values.)
+// dense (add returns a dense array) and of the sum's shape. (AddBackward needs neither operand's values.)
 bool reusable(const Tensor& t, const Shape& sum_shape) {
   return t.impl().use_count() == 1 && t.data().storage().use_count() == 1 && t.data().is_contiguous() &&
          t.shape() == sum_shape;
 }
+}  // namespace
 Tensor add(Tensor a0, Tensor b0, const Loc& loc) {
   ProfileScope prof("add");
   check(a0.dtype() == b0.dtype(), "add: dtypes differ: ", dtype_name(a0.dtype()), " and ", dtype_name(b0.dtype()));
   const Shape s = a0.shape() == b0.shape() ? a0.shape() : broadcast_shapes(a0.shape(), b0.shape(), "add");
+  const bool floating = a0.dtype() == DType::F32 || a0.dtype() == DType::F64;  // others: add's own error below
   for (Tensor* t : {&a0, &b0}) {
-    if (!reusable(*t, s)) continue;
+    if (!floating || !reusable(*t, s)) continue;
     Tensor& other = t == &a0 ? b0 : a0;
     if (other.shape() != s) other = expand(other, s, loc);
     Array sum = t->data();

@@ -18,7 +18,7 @@ EvalResult score(TransformerModel& model, const Batches& batches, int64_t exampl
   int64_t targets = 0;
   for (const Batch& b : batches) {
     // The synthetic tasks' chunks of 250 sequences take 4,000 rows, whose MLP activations (4 MB at d 64) outgrew
-    // L2: forwards of 125 (the demo's evaluation 83-96 -> 74-79 ms).
+    // L2: forwards of about 125 (the demo's evaluation 83-96 -> 72-79 ms).
     StepResult r = model_loss(model, b.x, b.y, 125);
     int64_t n = b.y.numel();
     loss += r.loss.item() * double(n);

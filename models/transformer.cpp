@@ -196,12 +196,15 @@ StepResult model_loss(TransformerModel& model, const Array& x, const Array& y, i
   StepResult r;
   Tensor logits;
   const int64_t B = x.size(0);
-  if (examples_per_forward > 0 && B > examples_per_forward && !grad_enabled()) {
+  if (examples_per_forward > 0 && B > examples_per_forward && B >= 4 && !grad_enabled()) {
     // The forward in pieces, the loss of the whole batch: no op mixes examples, so each example's logits are the
-    // same bits either way, and the pieces' activations stay in cache.
+    // same bits either way, and the pieces' activations stay in cache. The pieces are of near-equal size and
+    // never of one example: a product with a single row takes the GEMM's one-row path, which sums in another
+    // order (the ViT's head multiplies one row an image).
+    const int64_t pieces = std::min((B + examples_per_forward - 1) / examples_per_forward, B / 2);
     Array all;
-    for (int64_t s = 0; s < B; s += examples_per_forward) {
-      const int64_t n = std::min(examples_per_forward, B - s);
+    for (int64_t i = 0; i < pieces; ++i) {
+      const int64_t s = B * i / pieces, n = B * (i + 1) / pieces - s;
       const Array part = logits_of(model, x.narrow(0, s, n)).data();
       if (!all.defined()) {
         Shape shape = part.shape();
@@ -214,6 +217,7 @@ StepResult model_loss(TransformerModel& model, const Array& x, const Array& y, i
   } else {
     logits = logits_of(model, x);
   }
+  r.logits = logits;
   r.loss = cross_entropy(logits, y);
   r.accuracy = accuracy(logits, y);
   return r;

@@ -99,9 +99,10 @@ std::vector<double> pe_temperatures(const TransformerModel& model);
 std::unique_ptr<TransformerModel> make_model(const ModelConfig& cfg, uint64_t seed);
 
 // The model's loss on a batch and its main metric. x: ids (B,T) or images; y: targets (B,T) or labels (B).
-// examples_per_forward > 0 (evaluation, without gradients): the forward runs on at most that many examples at a
-// time, the loss and accuracy still over the whole batch, with the same bits.
+// examples_per_forward > 0 (evaluation, without gradients): the forward runs on pieces of about that many
+// examples (near-equal, never a single one), the loss and accuracy still over the whole batch, with the same bits.
 struct StepResult {
+  Tensor logits;  // the model's output: (B,T,classes) or (B,classes)
   Tensor loss;
   double accuracy = 0.0;  // token accuracy (Encoder, GPT next-byte) or image accuracy (ViT)
 };

@@ -214,7 +214,8 @@ template <bool InPlace, bool kSlope = false>
     int64_t i = 0;
 #if defined(__AVX512F__)
     // 16 values at a time as one fastmath::V16: GCC vectorises `at` itself with every lane's work masked and
-    // blended around the clamp of |x| (~70 instructions for 16 values instead of ~62); (2048, 256): 445 -> 390 us
+    // blended around the clamp of |x| (~70 instructions for 16 values instead of ~60); (2048, 256): 380-410 ->
+    // 340-355 us
     using fastmath::V16;
     for (; i + 16 <= n; i += 16) {
       V16 xv, dv;

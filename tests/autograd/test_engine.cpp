@@ -427,6 +427,19 @@ TEST_CASE("add writes over a temporary operand only when nothing else holds its 
     const std::vector<double> g = grad_of(x);
     for (size_t i = 0; i < xv.size(); ++i) CHECK(g[i] == Approx(1.0 + std::exp(xv[i])).epsilon(1e-6));
   }
+  SECTION("a temporary that is not dense, or smaller than the sum, is not written over; the sum is dense") {
+    auto transposed = [&] {  // a (6, 4) view whose base is gone: the only Array on its storage
+      Tensor t = transpose(x, 0, 1) * 1.0;
+      return transpose(t, 0, 1);
+    };
+    Tensor y = add(x, transposed());
+    CHECK(y.data().is_contiguous());
+    const std::vector<double> yv = y.data().to_vector();
+    for (size_t i = 0; i < xv.size(); ++i) CHECK(yv[i] == static_cast<double>(float(xv[i]) + float(xv[i])));
+    Tensor row(Array::normal({6}, gen));
+    Tensor z = add(x, row * 1.0);  // the temporary (6) cannot hold the (4, 6) sum
+    CHECK(z.shape() == Shape{4, 6});
+  }
   SECTION("a temporary with the sum's shape takes a broadcast operand, whose gradient sums back to its shape") {
     Tensor pos(Array::normal({6}, gen), true);
     Tensor y = add(x * 1.0, pos);
