@@ -184,40 +184,36 @@ std::unique_ptr<TransformerModel> make_model(const ModelConfig& cfg, uint64_t se
   return std::make_unique<ViT>(cfg, seed);
 }
 
-namespace {
-Tensor logits_of(TransformerModel& model, const Array& x) {
-  if (auto* g = dynamic_cast<GPT*>(&model)) return g->forward(x);
-  if (auto* e = dynamic_cast<Encoder*>(&model)) return e->forward(x);
-  return dynamic_cast<ViT&>(model).forward(x);
+Tensor model_logits(TransformerModel& model, const Array& x, int64_t examples_per_forward) {
+  auto forward = [&](const Array& xs) -> Tensor {
+    if (auto* g = dynamic_cast<GPT*>(&model)) return g->forward(xs);
+    if (auto* e = dynamic_cast<Encoder*>(&model)) return e->forward(xs);
+    return dynamic_cast<ViT&>(model).forward(xs);
+  };
+  const int64_t B = x.size(0);
+  if (examples_per_forward <= 0 || B <= examples_per_forward || B < 4 || grad_enabled()) return forward(x);
+  // The forward in pieces: no op mixes examples, so each example's logits are the same bits either way, and the
+  // pieces' activations stay in cache. The pieces are of near-equal size and never of one example: a product with
+  // a single row takes the GEMM's one-row path, which sums in another order (the ViT's head multiplies one row an
+  // image).
+  const int64_t pieces = std::min((B + examples_per_forward - 1) / examples_per_forward, B / 2);
+  Array all;
+  for (int64_t i = 0; i < pieces; ++i) {
+    const int64_t s = B * i / pieces, n = B * (i + 1) / pieces - s;
+    const Array part = forward(x.narrow(0, s, n)).data();
+    if (!all.defined()) {
+      Shape shape = part.shape();
+      shape[0] = B;
+      all = Array::empty(shape, part.dtype());
+    }
+    all.narrow(0, s, n).copy_(part);
+  }
+  return Tensor(all);
 }
-}  // namespace
 
 StepResult model_loss(TransformerModel& model, const Array& x, const Array& y, int64_t examples_per_forward) {
   StepResult r;
-  Tensor logits;
-  const int64_t B = x.size(0);
-  if (examples_per_forward > 0 && B > examples_per_forward && B >= 4 && !grad_enabled()) {
-    // The forward in pieces, the loss of the whole batch: no op mixes examples, so each example's logits are the
-    // same bits either way, and the pieces' activations stay in cache. The pieces are of near-equal size and
-    // never of one example: a product with a single row takes the GEMM's one-row path, which sums in another
-    // order (the ViT's head multiplies one row an image).
-    const int64_t pieces = std::min((B + examples_per_forward - 1) / examples_per_forward, B / 2);
-    Array all;
-    for (int64_t i = 0; i < pieces; ++i) {
-      const int64_t s = B * i / pieces, n = B * (i + 1) / pieces - s;
-      const Array part = logits_of(model, x.narrow(0, s, n)).data();
-      if (!all.defined()) {
-        Shape shape = part.shape();
-        shape[0] = B;
-        all = Array::empty(shape, part.dtype());
-      }
-      all.narrow(0, s, n).copy_(part);
-    }
-    logits = Tensor(all);
-  } else {
-    logits = logits_of(model, x);
-  }
-  r.logits = logits;
+  const Tensor logits = model_logits(model, x, examples_per_forward);
   r.loss = cross_entropy(logits, y);
   r.accuracy = accuracy(logits, y);
   return r;

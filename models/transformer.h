@@ -98,11 +98,13 @@ std::vector<double> pe_temperatures(const TransformerModel& model);
 // Builds the model the config describes (GPT, Encoder or ViT) with weights from `seed`.
 std::unique_ptr<TransformerModel> make_model(const ModelConfig& cfg, uint64_t seed);
 
-// The model's loss on a batch and its main metric. x: ids (B,T) or images; y: targets (B,T) or labels (B).
+// The model's output for a batch, (B,T,classes) or (B,classes). x: ids (B,T) or images.
 // examples_per_forward > 0 (evaluation, without gradients): the forward runs on pieces of about that many
-// examples (near-equal, never a single one), the loss and accuracy still over the whole batch, with the same bits.
+// examples (near-equal, never a single one), with the same bits as one forward of the batch.
+Tensor model_logits(TransformerModel& model, const Array& x, int64_t examples_per_forward = 0);
+
+// The model's loss on a batch and its main metric, from model_logits. y: targets (B,T) or labels (B).
 struct StepResult {
-  Tensor logits;  // the model's output: (B,T,classes) or (B,classes)
   Tensor loss;
   double accuracy = 0.0;  // token accuracy (Encoder, GPT next-byte) or image accuracy (ViT)
 };
