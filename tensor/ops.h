@@ -23,7 +23,8 @@ Array relu(const Array& a);                              // NaN stays NaN
 Array gelu(const Array& a);                              // exact: x * 0.5 * (1 + erf(x / sqrt(2)))
 Array gelu_backward(const Array& x, const Array& grad);  // grad * d gelu(x) / dx
 // gelu(x) and gelu_backward(x, grad) in one pass that evaluates Phi(x) once per element (the backward of
-// gelu_linear needs both), bit for bit the two calls above: returns gelu(x) and sets grad to the gradient, in
+// gelu_linear needs both), bit for bit the two calls above (a NaN input gives a NaN, whose sign may differ on
+// ARM64): returns gelu(x) and sets grad to the gradient, in
 // place when grad is a contiguous float array of x's shape (then nothing else may still read it).
 Array gelu_and_backward_(const Array& x, Array& grad);
 // The same with gelu(x) written over x instead of into a new array, for a backward that holds the only reference to
