@@ -43,8 +43,8 @@ Tensor add(Tensor a0, Tensor b0, const Loc& loc) {
     add_(sum, other.data());  // a + b, or b + a: the same sum (addition is commutative)
     return record<AddBackward>(sum, {&a0, &b0}, loc, [](AddBackward&) {});
   }
-  const auto ab = broadcast_pair(a0, b0, "add", loc);  // not a structured binding: clang 14 cannot capture one
-  const Tensor &a = ab.first, &b = ab.second;
+  // the dtypes and the sum's shape are checked above: expand to it directly (broadcast_pair would check again)
+  const Tensor a = a0.shape() == s ? a0 : expand(a0, s, loc), b = b0.shape() == s ? b0 : expand(b0, s, loc);
   return record<AddBackward>(add(a.data(), b.data()), {&a, &b}, loc, [](AddBackward&) {});
 }
 
